@@ -1,0 +1,36 @@
+//! kvraft's pure core: Raft (extended paper, Figure 2), the key/value state machine with its
+//! client-session table, and the clerk, each as a deterministic step function.
+//!
+//! - [`step`]`(&Server, Input) -> (Server, Output)` advances a server by one input;
+//!   [`Server::restore`] is the only way one starts (fresh or after a crash).
+//! - [`clerk_step`]`(&Clerk, ClerkInput) -> (Clerk, ClerkOutput)` does the same for a client.
+//!
+//! No clocks, threads, IO, randomness or global state: time and chance arrive as inputs
+//! (timeouts), and effects leave as an [`Output`] whose contract is in [`io`].
+
+#![forbid(unsafe_code)]
+#![warn(clippy::pedantic)]
+#![allow(clippy::module_name_repetitions, clippy::must_use_candidate, clippy::doc_markdown)]
+
+pub mod clerk;
+mod client;
+mod display;
+mod election;
+pub mod io;
+pub mod kv;
+pub mod log;
+mod replication;
+pub mod state;
+mod step;
+pub mod types;
+
+pub use clerk::{clerk_step, Clerk, ClerkInput, ClerkOutput};
+pub use io::{Input, Note, Output, TimerCommand};
+pub use kv::{Applied, KvState, Session};
+pub use log::Log;
+pub use state::{Config, Durable, DurableChange, LeaderState, Pending, ReplayError, Role, Server};
+pub use step::step;
+pub use types::{
+    ClientId, ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, NodeId, Op,
+    OpOutput, PeerMsg, Seq, Term, Timer,
+};

@@ -1,0 +1,137 @@
+//! The one entry point: `step(server, input) -> (server, output)`, a flat dispatcher over the
+//! handlers in `election`, `replication` and `client`; plus `restore`, the only way a server
+//! starts, and the role transitions and durable-state mutations every handler shares.
+//!
+//! Rules enforced here: "If RPC request or response contains term T > currentTerm: set
+//! currentTerm = T, convert to follower" (Figure 2, Rules for Servers, §5.1), and the
+//! persistence rule that every change to `current_term`, `voted_for` or the log is reported in
+//! `Output::persist` (Figure 2: "updated on stable storage before responding to RPCs").
+
+use crate::io::{Input, Note, Output};
+use crate::kv::KvState;
+use crate::state::{Config, Durable, DurableChange, Role, Server};
+use crate::types::{ClientReply, ClientResult, Entry, LogIndex, NodeId, PeerMsg, Term, Timer};
+
+/// Advances `server` by one input. Pure: the same arguments always give the same result.
+#[must_use]
+pub fn step(server: &Server, input: Input) -> (Server, Output) {
+    let mut next = server.clone();
+    let mut out = Output::default();
+    match input {
+        Input::Receive { from, msg } => next.on_message(from, msg, &mut out),
+        Input::Client(request) => next.on_client_request(request, &mut out),
+        Input::Timeout(Timer::Election) => next.on_election_timeout(&mut out),
+        Input::Timeout(Timer::Heartbeat) => next.on_heartbeat_timeout(&mut out),
+    }
+    next.maybe_apply(&mut out);
+    debug_assert_eq!(replayed(&server.durable, &out.persist), Some(next.durable.clone()));
+    (next, out)
+}
+
+/// `durable` with `changes` replayed onto it, or `None` if they do not fit.
+fn replayed(durable: &Durable, changes: &[DurableChange]) -> Option<Durable> {
+    let mut d = durable.clone();
+    changes.iter().try_for_each(|c| d.apply(c)).ok()?;
+    Some(d)
+}
+
+impl Server {
+    /// Starts a server from what it persisted (a fresh server from `Durable::default()`),
+    /// as a follower that knows no leader. Volatile state starts empty (Figure 2: "initialized
+    /// to 0 on first boot"; "reinitialized after election"). The output arms the election
+    /// timer.
+    #[must_use]
+    pub fn restore(config: Config, durable: Durable) -> (Server, Output) {
+        let server = Server {
+            config,
+            durable,
+            commit_index: LogIndex(0),
+            last_applied: LogIndex(0),
+            role: Role::Follower { leader: None },
+            kv: KvState::new(),
+        };
+        let mut out = Output::default();
+        out.set_timer(Timer::Election);
+        (server, out)
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: PeerMsg, out: &mut Output) {
+        if !self.config.is_peer(from) {
+            return out.ignore("message from a server outside the cluster");
+        }
+        if msg.term() > self.current_term() {
+            self.become_follower(msg.term(), None, out);
+        }
+        match msg {
+            PeerMsg::RequestVote { term, last_log_index, last_log_term } => {
+                self.on_request_vote(from, term, last_log_index, last_log_term, out);
+            }
+            PeerMsg::VoteReply { term, granted } => self.on_vote_reply(from, term, granted, out),
+            PeerMsg::AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit } => {
+                let request = crate::replication::AppendRequest {
+                    term,
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                };
+                self.on_append_entries(from, &request, out);
+            }
+            PeerMsg::AppendReply { term, success, match_index, conflict_index } => {
+                self.on_append_reply(from, term, success, match_index, conflict_index, out);
+            }
+        }
+    }
+
+    /// Becomes a follower of `term` (which must not be older than the current one), believing
+    /// in `leader`. A leader that steps down fails every request it was waiting on, so the
+    /// clerks retry elsewhere.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>, out: &mut Output) {
+        debug_assert!(term >= self.current_term());
+        if term > self.current_term() {
+            self.set_term_and_vote(term, None, out);
+        }
+        if let Role::Leader(state) = &self.role {
+            for (index, pending) in &state.pending {
+                out.reply(ClientReply {
+                    client: pending.client,
+                    seq: pending.seq,
+                    result: ClientResult::WrongLeader { hint: leader },
+                });
+                let (client, seq, index) = (pending.client, pending.seq, *index);
+                out.note(Note::RequestFailed { client, seq, index });
+            }
+            out.cancel_timer(Timer::Heartbeat);
+        }
+        self.role = Role::Follower { leader };
+        out.set_timer(Timer::Election);
+        out.note(Note::BecameFollower { term });
+    }
+
+    /// Sets and reports `current_term` and `voted_for`.
+    pub(crate) fn set_term_and_vote(&mut self, term: Term, vote: Option<NodeId>, out: &mut Output) {
+        self.durable.current_term = term;
+        self.durable.voted_for = vote;
+        out.persist(DurableChange::TermAndVote { current_term: term, voted_for: vote });
+    }
+
+    /// Appends one entry to the log, reports it, and returns its index.
+    pub(crate) fn append_to_log(&mut self, entry: Entry, out: &mut Output) -> LogIndex {
+        let index = self.durable.log.push(entry.clone());
+        match out.persist.last_mut() {
+            Some(DurableChange::Append { first, entries })
+                if first.0 + entries.len() as u64 == index.0 =>
+            {
+                entries.push_back(entry);
+            }
+            _ => out.persist(DurableChange::Append { first: index, entries: im::Vector::unit(entry) }),
+        }
+        index
+    }
+
+    /// Removes the log entries at `from` and after, and reports it.
+    pub(crate) fn truncate_log(&mut self, from: LogIndex, out: &mut Output) {
+        self.durable.log.truncate_from(from);
+        out.persist(DurableChange::Truncate { from });
+    }
+}
