@@ -10,10 +10,13 @@
 //! not. Stepping down fails the pending request instead (see `become_follower`), and a
 //! mismatch at apply time fails it too.
 
+use crate::bug::Bug;
 use crate::io::{Note, Output};
 use crate::kv::Applied;
 use crate::state::{Pending, Role, Server};
-use crate::types::{ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex};
+use crate::types::{
+    ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, Op, OpOutput,
+};
 
 impl Server {
     /// A clerk's request: a follower or candidate redirects; the leader appends the command,
@@ -27,6 +30,11 @@ impl Server {
                 seq: request.seq,
                 result: ClientResult::WrongLeader { hint },
             });
+        }
+        if let (true, Op::Get { key }) = (self.config.has_bug(Bug::LocalReads), &request.op) {
+            let value = OpOutput::Value(self.kv.get(key).to_string());
+            let (client, seq) = (request.client, request.seq);
+            return out.reply(ClientReply { client, seq, result: ClientResult::Ok(value) });
         }
         let term = self.current_term();
         let ClientRequest { client, seq, op } = request;
@@ -44,6 +52,9 @@ impl Server {
         while self.last_applied < self.commit_index {
             let index = self.last_applied.next();
             let entry = self.log().get(index).cloned().expect("committed entries are held");
+            if self.config.has_bug(Bug::NoDedup) {
+                self.kv.sessions.remove(&entry.command.client);
+            }
             let applied = self.kv.apply(&entry.command);
             self.last_applied = index;
             let Command { client, seq, .. } = entry.command;

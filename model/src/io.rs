@@ -75,7 +75,9 @@ impl Output {
     }
 
     pub(crate) fn set_timer(&mut self, timer: Timer) {
-        self.timers.push(TimerCommand::Set(timer));
+        if self.timers.last() != Some(&TimerCommand::Set(timer)) {
+            self.timers.push(TimerCommand::Set(timer));
+        }
     }
 
     pub(crate) fn cancel_timer(&mut self, timer: Timer) {

@@ -12,6 +12,7 @@
 #![warn(clippy::pedantic)]
 #![allow(clippy::module_name_repetitions, clippy::must_use_candidate, clippy::doc_markdown)]
 
+pub mod bug;
 pub mod clerk;
 mod client;
 mod display;
@@ -19,15 +20,18 @@ mod election;
 pub mod io;
 pub mod kv;
 pub mod log;
+pub mod net;
 mod replication;
 pub mod state;
 mod step;
 pub mod types;
 
+pub use bug::{Bug, BUGS_COMPILED};
 pub use clerk::{clerk_step, Clerk, ClerkInput, ClerkOutput};
 pub use io::{Input, Note, Output, TimerCommand};
 pub use kv::{Applied, KvState, Session};
 pub use log::Log;
+pub use net::{Endpoint, Envelope, Wire};
 pub use state::{Config, Durable, DurableChange, LeaderState, Pending, ReplayError, Role, Server};
 pub use step::step;
 pub use types::{

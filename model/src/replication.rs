@@ -2,6 +2,7 @@
 //! fast back-up of `next_index`) and §5.4.2 (a leader commits by counting replicas only entries
 //! of its current term: Figure 8).
 
+use crate::bug::Bug;
 use crate::io::Output;
 use crate::state::{Role, Server};
 use crate::types::{Entry, LogIndex, NodeId, PeerMsg, Term, Timer};
@@ -42,7 +43,10 @@ impl Server {
         let prev_log_index = next.prev();
         let prev_log_term = log.term_at(prev_log_index).expect("next_index within the log");
         let mut entries = log.entries_from(next);
-        entries.truncate(self.config.max_entries_per_append.max(1));
+        let cap = self.config.max_entries_per_append.max(1);
+        if entries.len() > cap {
+            entries.truncate(cap); // im's truncate panics past the end
+        }
         out.send(
             peer,
             PeerMsg::AppendEntries {
@@ -181,7 +185,8 @@ impl Server {
         let log = self.log();
         let term = self.current_term();
         let mut n = log.last_index();
-        while n > self.commit_index && log.term_at(n) == Some(term) {
+        let any_term = self.config.has_bug(Bug::CommitOldTermByCount);
+        while n > self.commit_index && (any_term || log.term_at(n) == Some(term)) {
             let replicas = 1 + leader.match_index.values().filter(|&&m| m >= n).count();
             if replicas >= self.config.quorum() {
                 self.commit_index = n;

@@ -2,6 +2,7 @@
 //! crash (`current_term`, `voted_for`, `log[]`: "updated on stable storage before responding
 //! to RPCs") and the volatile rest, which `Server::restore` rebuilds from the durable part.
 
+use crate::bug::Bug;
 use crate::kv::KvState;
 use crate::log::Log;
 use crate::types::{ClientId, Entry, LogIndex, NodeId, Seq, Term};
@@ -15,6 +16,9 @@ pub struct Config {
     pub peers: im::Vector<NodeId>,
     /// The most entries one AppendEntries carries (bounds message size; at least 1).
     pub max_entries_per_append: usize,
+    /// A deliberately broken rule (only in builds with the `bugs` feature).
+    #[cfg(feature = "bugs")]
+    pub bug: Option<Bug>,
 }
 
 impl Config {
@@ -25,7 +29,45 @@ impl Config {
         let mut peers: Vec<NodeId> = members.iter().copied().filter(|&m| m != id).collect();
         peers.sort_unstable();
         peers.dedup();
-        Config { id, peers: peers.into_iter().collect(), max_entries_per_append: 64 }
+        Config {
+            id,
+            peers: peers.into_iter().collect(),
+            max_entries_per_append: 64,
+            #[cfg(feature = "bugs")]
+            bug: None,
+        }
+    }
+
+    /// This configuration with a deliberately broken rule.
+    ///
+    /// # Errors
+    /// When the crate was built without the `bugs` feature.
+    #[cfg_attr(not(feature = "bugs"), allow(clippy::unused_self, clippy::needless_pass_by_value))]
+    pub fn with_bug(self, bug: Bug) -> Result<Config, String> {
+        #[cfg(feature = "bugs")]
+        {
+            Ok(Config { bug: Some(bug), ..self })
+        }
+        #[cfg(not(feature = "bugs"))]
+        {
+            Err(format!("bug {bug} needs a build with the `bugs` feature"))
+        }
+    }
+
+    /// Whether `bug` is switched on (always false without the `bugs` feature).
+    #[inline]
+    #[must_use]
+    #[cfg_attr(not(feature = "bugs"), allow(clippy::unused_self))]
+    pub fn has_bug(&self, bug: Bug) -> bool {
+        #[cfg(feature = "bugs")]
+        {
+            self.bug == Some(bug)
+        }
+        #[cfg(not(feature = "bugs"))]
+        {
+            let _ = bug;
+            false
+        }
     }
 
     /// Number of servers in the cluster.

@@ -7,6 +7,7 @@
 //! persistence rule that every change to `current_term`, `voted_for` or the log is reported in
 //! `Output::persist` (Figure 2: "updated on stable storage before responding to RPCs").
 
+use crate::bug::Bug;
 use crate::io::{Input, Note, Output};
 use crate::kv::KvState;
 use crate::state::{Config, Durable, DurableChange, Role, Server};
@@ -41,7 +42,10 @@ impl Server {
     /// to 0 on first boot"; "reinitialized after election"). The output arms the election
     /// timer.
     #[must_use]
-    pub fn restore(config: Config, durable: Durable) -> (Server, Output) {
+    pub fn restore(config: Config, mut durable: Durable) -> (Server, Output) {
+        if config.has_bug(Bug::ForgetVoteOnRestart) {
+            durable.voted_for = None;
+        }
         let server = Server {
             config,
             durable,
@@ -60,7 +64,9 @@ impl Server {
             return out.ignore("message from a server outside the cluster");
         }
         if msg.term() > self.current_term() {
-            self.become_follower(msg.term(), None, out);
+            // Only an AppendEntries proves who leads the new term.
+            let leader = matches!(msg, PeerMsg::AppendEntries { .. }).then_some(from);
+            self.become_follower(msg.term(), leader, out);
         }
         match msg {
             PeerMsg::RequestVote { term, last_log_index, last_log_term } => {

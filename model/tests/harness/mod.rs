@@ -2,65 +2,13 @@
 //! network the test controls message by message (deliver, drop, duplicate), crashes that keep
 //! only the durable part, and an invariant check (from `specs`) after every step.
 
-use model::{
-    clerk_step, step, ClerkInput, Clerk, ClientId, ClientReply, ClientRequest, Config, Durable,
-    Input, NodeId, Op, PeerMsg, Server, Timer,
-};
+use model::{clerk_step, step, Clerk, ClerkInput, ClientId, Config, Durable, Input, NodeId, Op, Server, Timer};
 use specs::Ghost;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// One end of a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum End {
-    Server(NodeId),
-    Clerk(ClientId),
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            End::Server(n) => write!(f, "{}", n.0),
-            End::Clerk(c) => write!(f, "c{}", c.0),
-        }
-    }
-}
-
-impl std::str::FromStr for End {
-    type Err = String;
-    fn from_str(s: &str) -> Result<End, String> {
-        let bad = |_| format!("bad endpoint {s:?}");
-        match s.strip_prefix('c') {
-            Some(c) => Ok(End::Clerk(ClientId(c.parse().map_err(bad)?))),
-            None => Ok(End::Server(NodeId(s.parse().map_err(bad)?))),
-        }
-    }
-}
-
-/// A message in flight.
-#[derive(Clone, Debug)]
-pub enum Wire {
-    Peer(PeerMsg),
-    Request(ClientRequest),
-    Reply(ClientReply),
-}
-
-impl std::fmt::Display for Wire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Wire::Peer(m) => write!(f, "{m}"),
-            Wire::Request(r) => write!(f, "request {r}"),
-            Wire::Reply(r) => write!(f, "reply {r}"),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Envelope {
-    pub from: End,
-    pub to: End,
-    pub wire: Wire,
-}
+pub use model::Endpoint as End;
+pub use model::{Envelope, Wire};
 
 /// The cluster under test.
 pub struct Cluster {

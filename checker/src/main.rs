@@ -1,0 +1,197 @@
+//! `cargo run --release -p checker [-- OPTIONS] [check|explore]`: explore kvraft's core
+//! exhaustively and say whether Get/Put/Append stay linearizable and execute at most once.
+
+use checker::run::{self, RunOptions, Status, Strategy};
+use checker::{Delivery, Setup, System};
+use clap::Parser;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Explore and report (default).
+    Check,
+    /// Serve stateright's web explorer for the same configuration.
+    Explore,
+}
+
+/// Model-check kvraft's Raft + key/value core: every interleaving of messages, timeouts,
+/// losses and crashes within the bounds, against linearizability, at-most-once execution and
+/// the Raft safety invariants.
+#[derive(Parser, Debug)]
+#[command(name = "checker", version)]
+struct Cli {
+    /// `check` explores and reports; `explore` serves the web explorer.
+    #[arg(value_enum, default_value = "check")]
+    mode: Mode,
+    /// Number of servers.
+    #[arg(long, default_value_t = 3)]
+    servers: u32,
+    /// Number of clerks (clients), each running its own script.
+    #[arg(long, default_value_t = 2)]
+    clerks: u32,
+    /// Operations per clerk: writes (Append for odd clerks, Put for even) alternating with Gets.
+    #[arg(long, default_value_t = 1)]
+    ops: u32,
+    /// Keys the scripts use (1 or 2).
+    #[arg(long, default_value_t = 1)]
+    keys: u32,
+    /// How the network delivers: `reorder` (any order, once), `duplicate` (any order, any number
+    /// of times), `fifo` (in order per link, once).
+    #[arg(long, value_enum, default_value = "reorder")]
+    delivery: Delivery,
+    /// Messages are never lost (by default any message may be lost).
+    #[arg(long)]
+    no_loss: bool,
+    /// Server crashes allowed along one path (each crashed server may restart).
+    #[arg(long, default_value_t = 1)]
+    max_crashes: u32,
+    /// Highest term explored.
+    #[arg(long, default_value_t = 2)]
+    max_term: u64,
+    /// Longest log explored.
+    #[arg(long, default_value_t = 3)]
+    max_log: u64,
+    /// Clerks never time out (they still retry on WrongLeader).
+    #[arg(long)]
+    no_clerk_timeouts: bool,
+    /// Exploration strategy.
+    #[arg(long, value_enum, default_value = "dfs")]
+    strategy: Strategy,
+    /// Worker threads (dfs, bfs).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Explore paths of at most this many steps only (exploration is then incomplete;
+    /// random walks default to 60).
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Stop after this many seconds (random walks default to 60).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Seed of the random walks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Switch on a deliberately broken rule of the core (needs `--features bugs`):
+    /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads.
+    #[arg(long)]
+    bug: Option<String>,
+    /// Port of the web explorer (on 127.0.0.1).
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+}
+
+impl Cli {
+    fn setup(&self) -> Result<Setup, String> {
+        let bug = match &self.bug {
+            None => None,
+            Some(name) => {
+                let bug = model::Bug::from_name(name).ok_or_else(|| {
+                    let names: Vec<&str> = model::Bug::ALL.iter().map(|b| b.name()).collect();
+                    format!("unknown bug {name:?}; known: {}", names.join(", "))
+                })?;
+                if !model::BUGS_COMPILED {
+                    return Err(format!("--bug {name} needs the broken variants compiled in: cargo run --release -p checker --features bugs -- --bug {name}"));
+                }
+                Some(bug)
+            }
+        };
+        let setup = Setup {
+            servers: self.servers,
+            clerks: self.clerks,
+            ops_per_clerk: self.ops,
+            keys: self.keys,
+            delivery: self.delivery,
+            lossy: !self.no_loss,
+            max_crashes: self.max_crashes,
+            max_term: self.max_term,
+            max_log: self.max_log,
+            clerk_timeouts: !self.no_clerk_timeouts,
+            bug,
+        };
+        setup.validate()?;
+        Ok(setup)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let setup = match cli.setup() {
+        Ok(setup) => setup,
+        Err(reason) => {
+            eprintln!("checker: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    let system = System::new(setup);
+    match cli.mode {
+        Mode::Explore => explore(&system, cli.port),
+        Mode::Check => check(&system, &cli),
+    }
+}
+
+fn explore(system: &System, port: u16) -> ExitCode {
+    use stateright::Model;
+    println!("{}", system.setup);
+    println!("serving the explorer on http://127.0.0.1:{port}/ (Ctrl-C stops)");
+    system.clone().checker().serve(("127.0.0.1", port));
+    ExitCode::SUCCESS
+}
+
+fn check(system: &System, cli: &Cli) -> ExitCode {
+    let options = RunOptions {
+        strategy: cli.strategy,
+        threads: cli.threads,
+        depth: cli.depth,
+        timeout: cli.timeout.map(Duration::from_secs),
+        seed: cli.seed,
+        progress: true,
+    };
+    println!("Checking {}", system.setup);
+    let strategy = match options.strategy {
+        Strategy::Dfs => format!("depth-first, {} thread(s)", options.threads),
+        Strategy::Bfs => format!("breadth-first, {} thread(s)", options.threads),
+        Strategy::Random => format!("random walks, seed {}", options.seed),
+    };
+    println!("strategy: {strategy}");
+    let outcome = run::check(system, &options, &mut std::io::stdout());
+    println!();
+    let rate = outcome.unique_states as f64 / outcome.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "{} unique states, {} total, max depth {}, {:.1}s ({rate:.0} unique states/s)",
+        outcome.unique_states,
+        outcome.total_states,
+        outcome.max_depth,
+        outcome.elapsed.as_secs_f64()
+    );
+    if !outcome.complete {
+        println!("exploration INCOMPLETE (depth bound, timeout, random walks or stopped at a violation): 'held' means 'not violated in what was explored'");
+    }
+    for (name, status) in &outcome.properties {
+        let verdict = match status {
+            Status::Held => "held",
+            Status::Violated { .. } => "VIOLATED",
+            Status::Reached { .. } => "reached",
+            Status::NotReached => "NOT REACHED",
+        };
+        println!("  {verdict:>11}  {name}");
+    }
+    let mut failed = false;
+    for (name, status) in &outcome.properties {
+        if let Status::Violated { trace } = status {
+            failed = true;
+            println!("\nCounterexample for \"{name}\" ({} steps):", trace.len());
+            print!("{}", run::describe_trace(system, trace));
+            if let Some(detail) = run::violation_detail(system, name, trace) {
+                println!("violated: {detail}");
+            }
+        }
+    }
+    if failed || !outcome.passed() {
+        return ExitCode::from(1);
+    }
+    if !outcome.complete {
+        return ExitCode::from(3);
+    }
+    println!("\nAll properties hold and every 'sometimes' was reached.");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,126 @@
+//! The properties checked on every explored state: safety (`always`) from `specs`, and
+//! reachability (`sometimes`) proving that the interesting states are actually explored, so
+//! that no safety verdict holds vacuously.
+
+use crate::system::{SysState, System};
+use model::{ClientId, Op, OpOutput, Seq, Server};
+use stateright::{Expectation, Property};
+
+/// Every server's current state (crashed ones as their durable state would restore them).
+pub fn servers(s: &SysState) -> Vec<Server> {
+    s.nodes.iter().map(|n| n.server.clone()).collect()
+}
+
+/// All properties, cheapest first.
+pub fn all() -> Vec<Property<System>> {
+    vec![
+        Property::always(specs::LINEARIZABLE, |_, s: &SysState| s.linearizable),
+        Property::always(specs::AT_MOST_ONCE, |_, s: &SysState| specs::at_most_once(&s.ghost).is_ok()),
+        Property::always(specs::APPLIED_MONOTONIC, |_, s: &SysState| s.monotonic),
+        Property::always(specs::ELECTION_SAFETY, |_, s: &SysState| specs::election_safety(&servers(s), &s.ghost).is_ok()),
+        Property::always(specs::COMMIT_BOUNDS, |_, s: &SysState| specs::commit_bounds(&servers(s)).is_ok()),
+        Property::always(specs::LOG_MATCHING, |_, s: &SysState| specs::log_matching(&servers(s)).is_ok()),
+        Property::always(specs::LEADER_COMPLETENESS, |_, s: &SysState| {
+            specs::leader_completeness(&servers(s), &s.ghost).is_ok()
+        }),
+        Property::always(specs::STATE_MACHINE_SAFETY, |_, s: &SysState| {
+            specs::state_machine_safety(&servers(s), &s.ghost).is_ok()
+        }),
+        Property::sometimes(LEADER_ELECTED, |_, s: &SysState| s.nodes.iter().any(|n| n.server.is_leader())),
+        Property::sometimes(OPERATION_COMPLETES, |_, s: &SysState| s.history.iter().any(|op| op.output.is_some())),
+        Property::sometimes(GET_SEES_APPEND, |_, s: &SysState| get_sees_append(s)),
+        Property::sometimes(DUPLICATE_SUPPRESSED, |_, s: &SysState| s.nodes.iter().any(|n| applied_twice(&n.server))),
+        Property::sometimes(RETRIED_AT_NEW_LEADER, |_, s: &SysState| retried_at_new_leader(s)),
+        Property::sometimes(CRASH_RECOVERED, |_, s: &SysState| recovered_and_caught_up(s)),
+    ]
+}
+
+pub const LEADER_ELECTED: &str = "a leader is elected";
+pub const OPERATION_COMPLETES: &str = "an operation completes";
+pub const GET_SEES_APPEND: &str = "a Get returns a value written by an Append";
+pub const DUPLICATE_SUPPRESSED: &str = "a retried request is suppressed as a duplicate";
+pub const RETRIED_AT_NEW_LEADER: &str = "a leader changes with a request pending";
+pub const CRASH_RECOVERED: &str = "a crashed server recovers and catches up";
+
+/// The expectation of the property with this name.
+pub fn expectation(name: &str) -> Option<Expectation> {
+    all().into_iter().find(|p| p.name == name).map(|p| p.expectation)
+}
+
+/// A completed Get's value contains the argument of an Append in the history (values are
+/// unique per operation, so it can only have come from that Append).
+fn get_sees_append(s: &SysState) -> bool {
+    let appended: Vec<&str> = s
+        .history
+        .iter()
+        .filter_map(|op| match &op.op {
+            Op::Append { value, .. } => Some(value.as_str()),
+            _ => None,
+        })
+        .collect();
+    s.history.iter().any(|op| match (&op.op, &op.output) {
+        (Op::Get { .. }, Some(OpOutput::Value(v))) => appended.iter().any(|a| v.contains(a)),
+        _ => false,
+    })
+}
+
+/// The server applied two log entries carrying the same (client, seq): the second was a retry
+/// that the session table suppressed (or, in a broken variant, executed again).
+fn applied_twice(server: &Server) -> bool {
+    let mut seen: Vec<(ClientId, Seq)> = Vec::new();
+    for (index, entry) in server.log().iter() {
+        if index > server.last_applied {
+            break;
+        }
+        let id = (entry.command.client, entry.command.seq);
+        if seen.contains(&id) {
+            return true;
+        }
+        seen.push(id);
+    }
+    false
+}
+
+/// Some (client, seq) sits in the logs under two different terms: a leader appended it, lost
+/// its leadership before answering, and the clerk's retry reached the next leader.
+fn retried_at_new_leader(s: &SysState) -> bool {
+    let mut seen: Vec<(ClientId, Seq, model::Term)> = Vec::new();
+    for node in &s.nodes {
+        for (_, entry) in node.server.log().iter() {
+            let (c, q, t) = (entry.command.client, entry.command.seq, entry.term);
+            if seen.iter().any(|&(c2, q2, t2)| c2 == c && q2 == q && t2 != t) {
+                return true;
+            }
+            seen.push((c, q, t));
+        }
+    }
+    false
+}
+
+/// A server that crashed and restarted has applied entries again, up to the highest commit
+/// index in the cluster.
+fn recovered_and_caught_up(s: &SysState) -> bool {
+    let highest = s.nodes.iter().map(|n| n.server.commit_index).max().unwrap_or_default();
+    s.nodes.iter().any(|n| n.restarted && n.up && n.server.last_applied.0 > 0 && n.server.last_applied >= highest)
+}
+
+/// Why property `name` fails in `s`, in `specs`' words (for counterexample reports).
+pub fn detail(name: &str, s: &SysState) -> Option<String> {
+    let servers = servers(s);
+    let result = match name {
+        specs::LINEARIZABLE => match specs::linearizability::check(&s.history, 1_000_000) {
+            specs::linearizability::Verdict::NotLinearizable { key, detail } => {
+                return Some(format!("key {key:?}: {detail}\nhistory:\n{}", s.history));
+            }
+            _ => return None,
+        },
+        specs::AT_MOST_ONCE => specs::at_most_once(&s.ghost),
+        specs::ELECTION_SAFETY => specs::election_safety(&servers, &s.ghost),
+        specs::COMMIT_BOUNDS => specs::commit_bounds(&servers),
+        specs::LOG_MATCHING => specs::log_matching(&servers),
+        specs::LEADER_COMPLETENESS => specs::leader_completeness(&servers, &s.ghost),
+        specs::STATE_MACHINE_SAFETY => specs::state_machine_safety(&servers, &s.ghost),
+        _ => return None,
+    };
+    result.err().map(|v| v.to_string())
+}

@@ -1,0 +1,220 @@
+//! Running a check: strategy, progress lines while it runs, a plain summary, and readable
+//! counterexample traces.
+
+use crate::properties;
+use crate::system::{Action, SysState, System};
+use crate::walk;
+use stateright::report::{ReportData, ReportDiscovery, Reporter};
+use stateright::{Checker, Expectation, Model, Path};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// How the state space is explored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Depth-first, complete within the bounds, little memory (default).
+    Dfs,
+    /// Breadth-first: shortest counterexamples with one thread; memory grows with the frontier.
+    Bfs,
+    /// Seeded random walks (for spaces too large to exhaust); replayable by seed.
+    Random,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub strategy: Strategy,
+    pub threads: usize,
+    /// Explore only paths of at most this many steps (incomplete exploration).
+    pub depth: Option<usize>,
+    /// Stop after this long (incomplete exploration when it triggers).
+    pub timeout: Option<Duration>,
+    pub seed: u64,
+    /// Print progress lines every few seconds.
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions { strategy: Strategy::Dfs, threads: 2, depth: None, timeout: None, seed: 0, progress: false }
+    }
+}
+
+/// The verdict on one property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Held,
+    Violated { trace: Vec<Action> },
+    Reached { trace: Vec<Action> },
+    NotReached,
+}
+
+/// What a check found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+    /// The bounded space was explored completely (no depth bound, no timeout, no early stop).
+    pub complete: bool,
+    pub properties: Vec<(&'static str, Status)>,
+}
+
+impl Outcome {
+    pub fn status(&self, name: &str) -> Option<&Status> {
+        self.properties.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
+    }
+
+    /// Every `always` held and every `sometimes` was reached.
+    pub fn passed(&self) -> bool {
+        self.properties.iter().all(|(_, s)| matches!(s, Status::Held | Status::Reached { .. }))
+    }
+
+    pub fn violations(&self) -> Vec<&'static str> {
+        self.properties.iter().filter(|(_, s)| matches!(s, Status::Violated { .. })).map(|(n, _)| *n).collect()
+    }
+}
+
+struct Progress<'a> {
+    out: &'a mut dyn Write,
+    enabled: bool,
+}
+
+impl Reporter<System> for Progress<'_> {
+    fn report_checking(&mut self, data: ReportData) {
+        if self.enabled && !data.done {
+            let secs = data.duration.as_secs_f64();
+            let _ = writeln!(
+                self.out,
+                "  {secs:6.1}s  states={:>11}  unique={:>10}  depth={:>3}  {:>8.0} unique/s",
+                data.total_states,
+                data.unique_states,
+                data.max_depth,
+                data.unique_states as f64 / secs.max(0.001)
+            );
+        }
+    }
+
+    fn report_discoveries(&mut self, _: &System, _: BTreeMap<&'static str, ReportDiscovery<System>>) {}
+
+    fn delay(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+}
+
+/// Runs a check of `system` and returns its outcome, printing progress to `out`.
+pub fn check(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome {
+    if options.strategy == Strategy::Random {
+        return random(system, options, out);
+    }
+    let mut builder = system.clone().checker().threads(options.threads.max(1));
+    if let Some(depth) = options.depth {
+        builder = builder.target_max_depth(depth + 1); // stateright counts the initial state as depth 1
+    }
+    if let Some(timeout) = options.timeout {
+        builder = builder.timeout(timeout);
+    }
+    let start = Instant::now();
+    let mut progress = Progress { out, enabled: options.progress };
+    match options.strategy {
+        Strategy::Bfs => finish(system, builder.spawn_bfs().report(&mut progress), options, start),
+        _ => finish(system, builder.spawn_dfs().report(&mut progress), options, start),
+    }
+}
+
+fn finish(system: &System, checker: impl Checker<System>, options: &RunOptions, start: Instant) -> Outcome {
+    let elapsed = start.elapsed();
+    let discoveries = checker.discoveries();
+    let mut stopped_early = false;
+    let properties = system
+        .properties()
+        .into_iter()
+        .map(|p| {
+            let found = discoveries.get(p.name).map(|path| path.clone().into_actions());
+            let status = match (p.expectation, found) {
+                (Expectation::Always | Expectation::Eventually, Some(trace)) => {
+                    stopped_early = true;
+                    Status::Violated { trace }
+                }
+                (Expectation::Sometimes, Some(trace)) => Status::Reached { trace },
+                (Expectation::Sometimes, None) => Status::NotReached,
+                (_, None) => Status::Held,
+            };
+            (p.name, status)
+        })
+        .collect();
+    let timed_out = options.timeout.is_some_and(|t| elapsed >= t);
+    Outcome {
+        unique_states: checker.unique_state_count(),
+        total_states: checker.state_count(),
+        max_depth: checker.max_depth().saturating_sub(1),
+        elapsed,
+        complete: options.depth.is_none() && !timed_out && !stopped_early,
+        properties,
+    }
+}
+
+fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome {
+    let start = Instant::now();
+    let depth = options.depth.unwrap_or(60);
+    let duration = options.timeout.unwrap_or(Duration::from_secs(60));
+    let enabled = options.progress;
+    let report = walk::walk(system, options.seed, depth, duration, |r| {
+        if enabled {
+            let secs = start.elapsed().as_secs_f64();
+            let _ = writeln!(out, "  {secs:6.1}s  walks={:>9}  states={:>11}  {:>8.0} states/s", r.walks, r.states, r.states as f64 / secs);
+        }
+    });
+    let properties = system
+        .properties()
+        .into_iter()
+        .map(|p| {
+            let violation = report.violations.iter().find(|(n, _)| *n == p.name);
+            let status = match (p.expectation, violation) {
+                (Expectation::Sometimes, _) if report.reached.contains(p.name) => Status::Reached { trace: Vec::new() },
+                (Expectation::Sometimes, _) => Status::NotReached,
+                (_, Some((_, trace))) => Status::Violated { trace: trace.clone() },
+                (_, None) => Status::Held,
+            };
+            (p.name, status)
+        })
+        .collect();
+    Outcome {
+        unique_states: 0,
+        total_states: usize::try_from(report.states).unwrap_or(usize::MAX),
+        max_depth: report.max_depth,
+        elapsed: start.elapsed(),
+        complete: false,
+        properties,
+    }
+}
+
+/// A counterexample or example as text: each step's action, what each actor received and
+/// did (the core's own `Display` of inputs and outputs), and the state it left.
+pub fn describe_trace(system: &System, trace: &[Action]) -> String {
+    let mut text = String::new();
+    let mut state: SysState = system.initial_state();
+    for (k, action) in trace.iter().enumerate() {
+        let _ = writeln!(text, "step {}: {action}", k + 1);
+        let mut log = Some(String::new());
+        match system.apply(&state, action.clone(), &mut log) {
+            Some(next) => state = next,
+            None => {
+                let _ = writeln!(text, "  (action not enabled: the trace does not replay)");
+                break;
+            }
+        }
+        for line in log.unwrap_or_default().lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    text
+}
+
+/// The violation detail of property `name` in the last state of `trace`, when `specs` gives one.
+pub fn violation_detail(system: &System, name: &str, trace: &[Action]) -> Option<String> {
+    let path = Path::from_actions(system, system.initial_state(), trace)?;
+    properties::detail(name, path.last_state())
+}

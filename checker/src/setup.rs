@@ -1,0 +1,129 @@
+//! What a check explores: cluster size, clerks and their scripts, faults and bounds.
+
+use model::{Bug, ClientId, NodeId, Op};
+use std::fmt;
+
+/// How the network treats messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Delivery {
+    /// Any message in flight may be delivered next (reordering); each is delivered once.
+    Reorder,
+    /// Any message may be delivered next, any number of times (reordering and duplication).
+    Duplicate,
+    /// Per link first-in first-out; each message once (no reordering, no duplication).
+    Fifo,
+}
+
+/// Every knob of one exploration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub servers: u32,
+    pub clerks: u32,
+    pub ops_per_clerk: u32,
+    /// Keys the scripts use (1 or 2).
+    pub keys: u32,
+    pub delivery: Delivery,
+    /// Messages may be lost.
+    pub lossy: bool,
+    /// Total server crashes allowed along a path (each followed by a possible restart).
+    pub max_crashes: u32,
+    /// States where a server's term exceeds this are not explored.
+    pub max_term: u64,
+    /// States where a server's log is longer than this are not explored.
+    pub max_log: u64,
+    /// Clerks' retry timers may fire (otherwise a clerk retries only on `WrongLeader`).
+    pub clerk_timeouts: bool,
+    /// A deliberately broken rule of the core (needs the `bugs` feature).
+    pub bug: Option<Bug>,
+}
+
+impl Default for Setup {
+    /// The default check: 3 servers, 2 clerks with one operation each, reordering and loss,
+    /// one crash.
+    fn default() -> Setup {
+        Setup {
+            servers: 3,
+            clerks: 2,
+            ops_per_clerk: 1,
+            keys: 1,
+            delivery: Delivery::Reorder,
+            lossy: true,
+            max_crashes: 1,
+            max_term: 2,
+            max_log: 3,
+            clerk_timeouts: true,
+            bug: None,
+        }
+    }
+}
+
+impl Setup {
+    pub fn server_ids(&self) -> Vec<NodeId> {
+        (1..=self.servers).map(NodeId).collect()
+    }
+
+    pub fn clerk_ids(&self) -> Vec<ClientId> {
+        (1..=u64::from(self.clerks)).map(ClientId).collect()
+    }
+
+    /// The scripted operation `j` (0-based) of clerk `c` (1-based). Clerks alternate writes
+    /// and reads; odd clerks append, even clerks put; every written value is unique (a letter
+    /// per operation), so a duplicated Append shows up as a doubled letter.
+    pub fn op(&self, c: ClientId, j: u32) -> Op {
+        let n = u32::try_from(c.0 - 1).unwrap_or(0) * self.ops_per_clerk + j;
+        let key = if (u32::try_from(c.0).unwrap_or(0) + j) % self.keys.max(1) == 0 { "x" } else { "y" };
+        let key = if self.keys <= 1 { "x" } else { key }.to_string();
+        let value = char::from(b'a' + u8::try_from(n % 26).unwrap_or(0)).to_string();
+        if j % 2 == 1 {
+            Op::Get { key }
+        } else if c.0 % 2 == 1 {
+            Op::Append { key, value }
+        } else {
+            Op::Put { key, value }
+        }
+    }
+
+    /// Checks the combination makes sense.
+    ///
+    /// # Errors
+    /// A one-line reason when it does not.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=7).contains(&self.servers) {
+            return Err(format!("--servers must be 1 to 7 (got {})", self.servers));
+        }
+        if self.clerks > 5 || self.ops_per_clerk > 8 {
+            return Err("at most 5 clerks and 8 operations per clerk".into());
+        }
+        if !(1..=2).contains(&self.keys) {
+            return Err(format!("--keys must be 1 or 2 (got {})", self.keys));
+        }
+        if self.max_term == 0 {
+            return Err("--max-term must be at least 1 (no leader can exist in term 0)".into());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} servers, {} clerks x {} operations on {} key(s):", self.servers, self.clerks, self.ops_per_clerk, self.keys)?;
+        for c in self.clerk_ids() {
+            let ops: Vec<String> = (0..self.ops_per_clerk).map(|j| self.op(c, j).to_string()).collect();
+            writeln!(f, "  clerk c{}: {}", c.0, ops.join("; "))?;
+        }
+        let delivery = match self.delivery {
+            Delivery::Reorder => "reordered",
+            Delivery::Duplicate => "reordered and duplicated",
+            Delivery::Fifo => "in order per link",
+        };
+        let lossy = if self.lossy { "may be lost" } else { "never lost" };
+        writeln!(f, "faults: messages {delivery}, {lossy}; up to {} server crash(es) with restart from durable state;", self.max_crashes)?;
+        let clerk = if self.clerk_timeouts { "clerk retry timeouts" } else { "no clerk timeouts" };
+        writeln!(f, "        election and heartbeat timeouts at any moment, {clerk}")?;
+        write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
+        if let Some(bug) = self.bug {
+            write!(f, "\nBROKEN VARIANT: {bug}")?;
+        }
+        Ok(())
+    }
+}
