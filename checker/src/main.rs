@@ -30,7 +30,7 @@ struct Cli {
     /// Number of clerks (clients), each running its own script.
     #[arg(long, default_value_t = 2)]
     clerks: u32,
-    /// Operations per clerk: writes (Append for odd clerks, Put for even) alternating with Gets.
+    /// Operations per clerk: odd clerks Append then Get, alternately; even clerks Get then Put.
     #[arg(long, default_value_t = 1)]
     ops: u32,
     /// Keys the scripts use (1 or 2).
@@ -55,6 +55,9 @@ struct Cli {
     /// Clerks never time out (they still retry on WrongLeader).
     #[arg(long)]
     no_clerk_timeouts: bool,
+    /// Leaders never send heartbeats (only client requests make them send AppendEntries).
+    #[arg(long)]
+    no_heartbeats: bool,
     /// Exploration strategy.
     #[arg(long, value_enum, default_value = "dfs")]
     strategy: Strategy,
@@ -75,6 +78,9 @@ struct Cli {
     /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads.
     #[arg(long)]
     bug: Option<String>,
+    /// Stop at the first violated property instead of exploring everything.
+    #[arg(long)]
+    stop_at_violation: bool,
     /// Port of the web explorer (on 127.0.0.1).
     #[arg(long, default_value_t = 3000)]
     port: u16,
@@ -106,6 +112,7 @@ impl Cli {
             max_term: self.max_term,
             max_log: self.max_log,
             clerk_timeouts: !self.no_clerk_timeouts,
+            heartbeats: !self.no_heartbeats,
             bug,
         };
         setup.validate()?;
@@ -145,6 +152,7 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
         timeout: cli.timeout.map(Duration::from_secs),
         seed: cli.seed,
         progress: true,
+        stop_at_violation: cli.stop_at_violation,
     };
     println!("Checking {}", system.setup);
     let strategy = match options.strategy {

@@ -5,7 +5,7 @@ use crate::properties;
 use crate::system::{Action, SysState, System};
 use crate::walk;
 use stateright::report::{ReportData, ReportDiscovery, Reporter};
-use stateright::{Checker, Expectation, Model, Path};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -33,11 +33,21 @@ pub struct RunOptions {
     pub seed: u64,
     /// Print progress lines every few seconds.
     pub progress: bool,
+    /// Stop as soon as any `always` property is violated (for hunting bugs).
+    pub stop_at_violation: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { strategy: Strategy::Dfs, threads: 2, depth: None, timeout: None, seed: 0, progress: false }
+        RunOptions {
+            strategy: Strategy::Dfs,
+            threads: 2,
+            depth: None,
+            timeout: None,
+            seed: 0,
+            progress: false,
+            stop_at_violation: false,
+        }
     }
 }
 
@@ -80,11 +90,15 @@ impl Outcome {
 struct Progress<'a> {
     out: &'a mut dyn Write,
     enabled: bool,
+    last: Duration,
 }
 
 impl Reporter<System> for Progress<'_> {
+    /// Called every `delay()` (kept short so a finished check is noticed at once); prints a
+    /// line every 3 seconds.
     fn report_checking(&mut self, data: ReportData) {
-        if self.enabled && !data.done {
+        if self.enabled && !data.done && data.duration >= self.last + Duration::from_secs(3) {
+            self.last = data.duration;
             let secs = data.duration.as_secs_f64();
             let _ = writeln!(
                 self.out,
@@ -100,7 +114,7 @@ impl Reporter<System> for Progress<'_> {
     fn report_discoveries(&mut self, _: &System, _: BTreeMap<&'static str, ReportDiscovery<System>>) {}
 
     fn delay(&self) -> Duration {
-        Duration::from_secs(3)
+        Duration::from_millis(20)
     }
 }
 
@@ -116,8 +130,11 @@ pub fn check(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outc
     if let Some(timeout) = options.timeout {
         builder = builder.timeout(timeout);
     }
+    if options.stop_at_violation {
+        builder = builder.finish_when(HasDiscoveries::AnyFailures);
+    }
     let start = Instant::now();
-    let mut progress = Progress { out, enabled: options.progress };
+    let mut progress = Progress { out, enabled: options.progress, last: Duration::ZERO };
     match options.strategy {
         Strategy::Bfs => finish(system, builder.spawn_bfs().report(&mut progress), options, start),
         _ => finish(system, builder.spawn_dfs().report(&mut progress), options, start),

@@ -33,6 +33,9 @@ pub struct Setup {
     pub max_log: u64,
     /// Clerks' retry timers may fire (otherwise a clerk retries only on `WrongLeader`).
     pub clerk_timeouts: bool,
+    /// Leaders' heartbeat timers may fire (otherwise followers hear from a leader only when a
+    /// client request makes it send, which keeps bug hunts small).
+    pub heartbeats: bool,
     /// A deliberately broken rule of the core (needs the `bugs` feature).
     pub bug: Option<Bug>,
 }
@@ -52,6 +55,7 @@ impl Default for Setup {
             max_term: 2,
             max_log: 3,
             clerk_timeouts: true,
+            heartbeats: true,
             bug: None,
         }
     }
@@ -62,24 +66,32 @@ impl Setup {
         (1..=self.servers).map(NodeId).collect()
     }
 
+    /// The order in which clerk `c` tries the servers: starting at server `c` (wrapping), so
+    /// that clerks spread over the cluster instead of all knocking at server 1 first.
+    pub fn clerk_servers(&self, c: ClientId) -> Vec<NodeId> {
+        let mut servers = self.server_ids();
+        let n = servers.len().max(1);
+        servers.rotate_left(usize::try_from(c.0 - 1).unwrap_or(0) % n);
+        servers
+    }
+
     pub fn clerk_ids(&self) -> Vec<ClientId> {
         (1..=u64::from(self.clerks)).map(ClientId).collect()
     }
 
-    /// The scripted operation `j` (0-based) of clerk `c` (1-based). Clerks alternate writes
-    /// and reads; odd clerks append, even clerks put; every written value is unique (a letter
-    /// per operation), so a duplicated Append shows up as a doubled letter.
+    /// The scripted operation `j` (0-based) of clerk `c` (1-based). Odd clerks append then
+    /// read, alternately; even clerks read then put, alternately. So two clerks with one
+    /// operation each already race an Append against a Get. Every written value is unique (a
+    /// letter per operation), so a duplicated Append shows up as a doubled letter.
     pub fn op(&self, c: ClientId, j: u32) -> Op {
         let n = u32::try_from(c.0 - 1).unwrap_or(0) * self.ops_per_clerk + j;
-        let key = if (u32::try_from(c.0).unwrap_or(0) + j) % self.keys.max(1) == 0 { "x" } else { "y" };
-        let key = if self.keys <= 1 { "x" } else { key }.to_string();
+        let key = if self.keys > 1 && (u32::try_from(c.0).unwrap_or(0) + j / 2) % 2 == 0 { "y" } else { "x" };
+        let key = key.to_string();
         let value = char::from(b'a' + u8::try_from(n % 26).unwrap_or(0)).to_string();
-        if j % 2 == 1 {
-            Op::Get { key }
-        } else if c.0 % 2 == 1 {
-            Op::Append { key, value }
-        } else {
-            Op::Put { key, value }
+        match (c.0 % 2 == 1, j % 2 == 0) {
+            (true, true) => Op::Append { key, value },
+            (false, false) => Op::Put { key, value },
+            _ => Op::Get { key },
         }
     }
 
@@ -119,7 +131,8 @@ impl fmt::Display for Setup {
         let lossy = if self.lossy { "may be lost" } else { "never lost" };
         writeln!(f, "faults: messages {delivery}, {lossy}; up to {} server crash(es) with restart from durable state;", self.max_crashes)?;
         let clerk = if self.clerk_timeouts { "clerk retry timeouts" } else { "no clerk timeouts" };
-        writeln!(f, "        election and heartbeat timeouts at any moment, {clerk}")?;
+        let timers = if self.heartbeats { "election and heartbeat timeouts" } else { "election timeouts (no heartbeats)" };
+        writeln!(f, "        {timers} at any moment, {clerk}")?;
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
         if let Some(bug) = self.bug {
             write!(f, "\nBROKEN VARIANT: {bug}")?;

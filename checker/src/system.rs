@@ -41,15 +41,17 @@ pub struct ClerkSlot {
     pub retry_armed: bool,
 }
 
-/// Messages in flight, per (from, to) link. Within a link: sorted (a multiset, or a set when
-/// messages may be duplicated) when delivery may reorder; in send order otherwise.
-pub type Network = im::OrdMap<(Endpoint, Endpoint), im::Vector<Wire>>;
+/// Messages in flight. Sorted (a multiset, or a set when messages may be duplicated) when
+/// delivery may reorder, so that equal networks hash equally; in send order otherwise (FIFO per
+/// link: only each link's first message is deliverable). A plain vector: it holds a handful of
+/// messages, and copying it is cheaper than `im`'s 64-slot chunks.
+pub type Network = Vec<Envelope>;
 
 /// A state of the whole system.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SysState {
-    pub nodes: im::Vector<Node>,
-    pub clerks: im::Vector<ClerkSlot>,
+    pub nodes: Vec<Node>,
+    pub clerks: Vec<ClerkSlot>,
     pub network: Network,
     pub crashes: u32,
     pub ghost: Ghost,
@@ -128,12 +130,14 @@ impl System {
                 node
             })
             .collect();
-        let servers = self.setup.server_ids();
         let clerks = self
             .setup
             .clerk_ids()
             .into_iter()
-            .map(|c| ClerkSlot { clerk: Clerk::new(c, &servers), invoked: 0, op_id: None, retry_armed: false })
+            .map(|c| {
+                let clerk = Clerk::new(c, &self.setup.clerk_servers(c));
+                ClerkSlot { clerk, invoked: 0, op_id: None, retry_armed: false }
+            })
             .collect();
         SysState {
             nodes,
@@ -159,7 +163,7 @@ impl System {
             if node.election_armed && node.server.current_term().0 < self.setup.max_term {
                 actions.push(Action::Timeout(id, Timer::Election));
             }
-            if node.heartbeat_armed && !appends_in_flight(s, id) {
+            if self.setup.heartbeats && node.heartbeat_armed && !appends_in_flight(s, id) {
                 actions.push(Action::Timeout(id, Timer::Heartbeat));
             }
             if s.crashes < self.setup.max_crashes {
@@ -178,23 +182,26 @@ impl System {
     }
 
     fn message_actions(&self, s: &SysState, actions: &mut Vec<Action>) {
-        for ((from, to), queue) in &s.network {
-            if let Endpoint::Server(n) = to {
-                if !s.nodes[node_index(*n)].up {
+        for (k, e) in s.network.iter().enumerate() {
+            if let Endpoint::Server(n) = e.to {
+                if !s.nodes[node_index(n)].up {
                     continue; // waits in the network until the server is back (or is lost)
                 }
             }
-            let deliverable = if self.setup.delivery == Delivery::Fifo { queue.len().min(1) } else { queue.len() };
-            for k in 0..deliverable {
-                if k > 0 && queue[k] == queue[k - 1] {
-                    continue; // identical copies: delivering either gives the same state
-                }
-                let envelope = Envelope { from: *from, to: *to, wire: queue[k].clone() };
-                if self.setup.lossy {
-                    actions.push(Action::Drop(envelope.clone()));
-                }
-                actions.push(Action::Deliver(envelope));
+            let earlier = &s.network[..k];
+            let blocked = match self.setup.delivery {
+                // Only the first message of each link.
+                Delivery::Fifo => earlier.iter().any(|x| x.from == e.from && x.to == e.to),
+                // Identical copies: delivering either gives the same state.
+                Delivery::Reorder | Delivery::Duplicate => earlier.last() == Some(e),
+            };
+            if blocked {
+                continue;
             }
+            if self.setup.lossy {
+                actions.push(Action::Drop(e.clone()));
+            }
+            actions.push(Action::Deliver(e.clone()));
         }
     }
 
@@ -308,17 +315,19 @@ impl System {
     }
 
     fn send(&self, s: &mut SysState, from: Endpoint, to: Endpoint, wire: Wire) {
-        let mut queue = s.network.get(&(from, to)).cloned().unwrap_or_default();
+        let e = Envelope { from, to, wire };
         match self.setup.delivery {
-            Delivery::Fifo => queue.push_back(wire),
-            Delivery::Reorder => queue.insert_ord(wire),
+            Delivery::Fifo => s.network.push(e),
+            Delivery::Reorder => {
+                let k = s.network.partition_point(|x| *x <= e);
+                s.network.insert(k, e);
+            }
             Delivery::Duplicate => {
-                if queue.binary_search(&wire).is_err() {
-                    queue.insert_ord(wire);
+                if let Err(k) = s.network.binary_search(&e) {
+                    s.network.insert(k, e);
                 }
             }
         }
-        s.network.insert((from, to), queue);
     }
 
     fn crash(&self, s: &mut SysState, n: NodeId) {
@@ -361,15 +370,8 @@ fn arm(node: &mut Node, out: &Output) {
 
 /// Removes one copy of `e` from the network; `None` if it is not there.
 fn take(network: &mut Network, e: &Envelope) -> Option<()> {
-    let link = (e.from, e.to);
-    let mut queue = network.get(&link)?.clone();
-    let k = queue.iter().position(|w| *w == e.wire)?;
-    queue.remove(k);
-    if queue.is_empty() {
-        network.remove(&link);
-    } else {
-        network.insert(link, queue);
-    }
+    let k = network.iter().position(|x| x == e)?;
+    network.remove(k);
     Some(())
 }
 
@@ -379,9 +381,10 @@ fn take(network: &mut Network, e: &Envelope) -> Option<()> {
 /// would make the network grow without bound.
 fn appends_in_flight(s: &SysState, n: NodeId) -> bool {
     let me = Endpoint::Server(n);
-    s.network.iter().any(|((from, to), queue)| {
-        (*from == me && queue.iter().any(|w| matches!(w, Wire::Peer(PeerMsg::AppendEntries { .. }))))
-            || (*to == me && queue.iter().any(|w| matches!(w, Wire::Peer(PeerMsg::AppendReply { .. }))))
+    s.network.iter().any(|e| match &e.wire {
+        Wire::Peer(PeerMsg::AppendEntries { .. }) => e.from == me,
+        Wire::Peer(PeerMsg::AppendReply { .. }) => e.to == me,
+        _ => false,
     })
 }
 
@@ -389,5 +392,5 @@ fn appends_in_flight(s: &SysState, n: NodeId) -> bool {
 /// request reached a server that has not answered (yet), or everything was lost.
 fn clerk_traffic_in_flight(s: &SysState, c: ClientId) -> bool {
     let me = Endpoint::Clerk(c);
-    s.network.keys().any(|(from, to)| *from == me || *to == me)
+    s.network.iter().any(|e| e.from == me || e.to == me)
 }

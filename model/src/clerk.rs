@@ -2,6 +2,9 @@
 //! sent to the server believed to lead; on `WrongLeader` or a retry timeout, the *same*
 //! (client, seq) goes to the hinted or next server, until some server answers `Ok`. The
 //! servers' session table makes the retries execute at most once.
+//!
+//! When every server in a row has answered `WrongLeader` (no leader right now, e.g. during an
+//! election), the clerk stops and waits for its retry timer instead of circling at full speed.
 
 use crate::types::{ClientId, ClientReply, ClientRequest, ClientResult, NodeId, Op, OpOutput, Seq};
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,9 @@ pub struct Clerk {
     pub seq: Seq,
     /// The operation in flight, if any.
     pub pending: Option<Op>,
+    /// `WrongLeader` answers in a row since the last send prompted by an invocation or a
+    /// timeout. Invariant: `< servers.len()`.
+    pub redirects: u32,
 }
 
 /// Everything that can happen to a clerk.
@@ -53,7 +59,7 @@ impl Clerk {
     #[must_use]
     pub fn new(id: ClientId, servers: &[NodeId]) -> Clerk {
         assert!(!servers.is_empty(), "a clerk needs at least one server");
-        Clerk { id, servers: servers.iter().copied().collect(), target: 0, seq: Seq(0), pending: None }
+        Clerk { id, servers: servers.iter().copied().collect(), target: 0, seq: Seq(0), pending: None, redirects: 0 }
     }
 
     /// The server requests go to now.
@@ -85,6 +91,7 @@ pub fn clerk_step(clerk: &Clerk, input: ClerkInput) -> (Clerk, ClerkOutput) {
             assert!(next.pending.is_none(), "a clerk runs one operation at a time");
             next.seq = next.seq.next();
             next.pending = Some(op);
+            next.redirects = 0;
             out.send = next.request();
             out.retry_timer = Some(true);
         }
@@ -92,6 +99,7 @@ pub fn clerk_step(clerk: &Clerk, input: ClerkInput) -> (Clerk, ClerkOutput) {
         ClerkInput::Timeout => {
             if next.pending.is_some() {
                 next.rotate();
+                next.redirects = 0;
                 out.send = next.request();
                 out.retry_timer = Some(true);
                 out.retried = true;
@@ -112,6 +120,7 @@ impl Clerk {
                     self.target = k; // it answered, so it leads
                 }
                 self.pending = None;
+                self.redirects = 0;
                 out.done = Some(output);
                 out.retry_timer = Some(false);
             }
@@ -122,6 +131,11 @@ impl Clerk {
                 match hint.and_then(|h| self.servers.index_of(&h)) {
                     Some(k) if k != self.target => self.target = k,
                     _ => self.rotate(),
+                }
+                self.redirects += 1;
+                if self.redirects as usize >= self.servers.len() {
+                    self.redirects = 0; // a whole round without a leader: wait for the timer
+                    return;
                 }
                 out.send = self.request();
                 out.retry_timer = Some(true);

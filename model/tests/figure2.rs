@@ -927,8 +927,11 @@ fn clerk_rotates_on_wrong_leader_without_hint() {
     let (c, out) = clerk_step(&c, answer(2, 1, WrongLeader { hint: Some(n(2)) }));
     assert_eq!(out, resent(3), "a hint naming the refusing server itself is no hint");
     let (c, out) = clerk_step(&c, answer(3, 1, WrongLeader { hint: None }));
-    assert_eq!(out, resent(1), "wraps around");
-    assert_eq!(c.target(), n(1));
+    assert_eq!(out, ClerkOutput::default(), "a whole round of refusals: wait for the retry timer");
+    assert_eq!((c.target(), c.redirects), (n(1), 0), "wraps around, and the next round starts afresh");
+    let (c, out) = clerk_step(&c, ClerkInput::Timeout);
+    assert_eq!(out, resent(2), "the timer sends again, to the next server");
+    assert_eq!(c.target(), n(2));
 }
 
 /// §8: the refusing server supplies "the most recent leader it has heard from"; the clerk goes

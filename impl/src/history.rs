@@ -1,0 +1,124 @@
+//! Recording what clients saw, in the JSON Lines format of `shared/HISTORY.md`: one object per
+//! operation with `client`, `op`, `key`, `value` (put and append), `output` (a get that
+//! returned), `call` and `return` (nanoseconds on one monotonic clock; `null` when the
+//! operation never returned).
+
+use crate::clerk::{Clerk, ClerkError};
+use model::{Op, OpOutput};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Instant;
+
+/// One monotonic clock shared by every recording client of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    base: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+impl Clock {
+    #[must_use]
+    pub fn new() -> Clock {
+        Clock { base: Instant::now() }
+    }
+
+    /// Nanoseconds since the clock was made.
+    #[must_use]
+    pub fn now_ns(&self) -> i64 {
+        i64::try_from(self.base.elapsed().as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+/// One operation as a client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryOp {
+    pub client: u64,
+    pub op: Op,
+    /// What a get returned.
+    pub output: Option<String>,
+    pub call: i64,
+    /// `None`: the operation never returned (outcome unknown).
+    pub ret: Option<i64>,
+}
+
+/// Runs `op` on `clerk`, timing it on `clock`: call just before the first send, return just
+/// after the final reply.
+///
+/// # Errors
+/// The clerk's error; the recorded operation then has no return.
+pub fn timed_call(clerk: &mut Clerk, clock: &Clock, op: Op) -> (HistoryOp, Result<OpOutput, ClerkError>) {
+    let client = clerk.id().0;
+    let call = clock.now_ns();
+    let result = clerk.call(op.clone());
+    let ret = result.is_ok().then(|| clock.now_ns());
+    let output = match &result {
+        Ok(OpOutput::Value(v)) => Some(v.clone()),
+        _ => None,
+    };
+    (HistoryOp { client, op, output, call, ret }, result)
+}
+
+impl HistoryOp {
+    /// The operation as one JSON object (no newline).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        let (name, key, value) = match &self.op {
+            Op::Get { key } => ("get", key, None),
+            Op::Put { key, value } => ("put", key, Some(value)),
+            Op::Append { key, value } => ("append", key, Some(value)),
+        };
+        let mut line = format!(r#"{{"client":{},"op":"{name}","key":{}"#, self.client, quote(key));
+        if let Some(value) = value {
+            let _ = write!(line, r#","value":{}"#, quote(value));
+        }
+        if let (Some(output), Some(_)) = (&self.output, self.ret) {
+            let _ = write!(line, r#","output":{}"#, quote(output));
+        }
+        let ret = self.ret.map_or_else(|| "null".to_string(), |r| r.to_string());
+        let _ = write!(line, r#","call":{},"return":{ret}}}"#, self.call);
+        line
+    }
+}
+
+/// Writes `ops` as JSON Lines, in call order.
+///
+/// # Errors
+/// Any IO error.
+pub fn write_jsonl<W: Write>(mut w: W, ops: &[HistoryOp]) -> io::Result<()> {
+    let mut sorted: Vec<&HistoryOp> = ops.iter().collect();
+    sorted.sort_by_key(|o| (o.call, o.client));
+    for op in sorted {
+        writeln!(w, "{}", op.to_json())?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_follow_the_history_format() {
+        let get = HistoryOp { client: 2, op: Op::Get { key: "x".into() }, output: Some("ab".into()), call: 200, ret: Some(260) };
+        assert_eq!(get.to_json(), r#"{"client":2,"op":"get","key":"x","output":"ab","call":200,"return":260}"#);
+        let append = HistoryOp {
+            client: 1,
+            op: Op::Append { key: "x".into(), value: "b\"".into() },
+            output: None,
+            call: 150,
+            ret: None,
+        };
+        assert_eq!(
+            append.to_json(),
+            r#"{"client":1,"op":"append","key":"x","value":"b\"","call":150,"return":null}"#
+        );
+        let lost_get = HistoryOp { ret: None, ..get };
+        assert!(!lost_get.to_json().contains("output"));
+    }
+}

@@ -1,0 +1,35 @@
+//! kvraft's runtime: a thin threaded shell around the pure core in `model`.
+//!
+//! - [`server`]: the event loop that owns a [`model::Server`], steps it through peer messages,
+//!   client requests and timer expiries, and executes its outputs in the contract's order
+//!   (persist → fsync → send/reply → timers), with group commit; [`server::ServerHandle`]
+//!   starts and stops one.
+//! - [`storage`]: the data directory: lock file and checksummed write-ahead log of
+//!   [`model::DurableChange`]s, replayed with [`model::Durable::apply`].
+//! - [`frame`]: length-prefixed postcard frames and the connection handshake; `peer` and
+//!   `client_port` carry them over TCP.
+//! - [`clerk`]: the blocking client library over the core's clerk.
+//! - [`local`], [`bench`], [`history`]: a one-process cluster, closed-loop load, and recording
+//!   of what clients saw (shared/HISTORY.md).
+//!
+//! No protocol decision is made here: everything Raft or key/value is `model::step` and
+//! `model::clerk_step`.
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod clerk;
+mod client_port;
+pub mod config;
+pub mod frame;
+pub mod history;
+pub mod local;
+mod net;
+mod peer;
+pub mod server;
+pub mod storage;
+
+pub use clerk::{Clerk, ClerkConfig, ClerkError};
+pub use config::{ClusterMap, Limits, ServerConfig, Timing};
+pub use local::{LocalCluster, LocalOptions};
+pub use server::{start, start_with_listeners, ServerError, ServerHandle, Status};

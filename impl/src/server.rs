@@ -1,0 +1,607 @@
+//! A running server: the event loop that owns the core's [`model::Server`], and the
+//! [`ServerHandle`] that starts and stops it with its transport threads.
+//!
+//! # The event loop
+//! One thread owns the core state. Peer messages and client requests arrive on one bounded
+//! channel; timer deadlines are kept by the loop itself (it waits on the channel until the
+//! earliest deadline, so an expiry "arrives" exactly like a message). Each turn of the loop:
+//! 1. waits for the first event or deadline, then takes everything else already waiting (up to
+//!    [`MAX_BATCH`] events);
+//! 2. steps the core through each input in arrival order, then through the timers whose
+//!    deadline passed and that no step of this batch re-armed or cancelled, collecting the
+//!    outputs of every step;
+//! 3. appends every `persist` change of the batch to the WAL with one write and one fsync
+//!    (group commit);
+//! 4. only then sends the messages and replies of the batch (into per-connection queues, never
+//!    blocking);
+//! 5. then applies the batch's timer commands in order (an election timeout is drawn from the
+//!    configured range each time it is set).
+//!
+//! This is the core's Output contract (`model::io`) for a whole batch at once: no message or
+//! reply of any step leaves before the fsync that covers every step of the batch. The loop
+//! decides nothing about the protocol; it only converts events into `Input`s and executes
+//! `Output`s.
+
+use crate::client_port::{self, ClientLimits};
+use crate::config::{ServerConfig, Timing};
+use crate::frame::Expect;
+use crate::net::{self, lock, Tracker};
+use crate::peer::{self, PeerLink};
+use crate::storage::{Identity, Storage, StorageError};
+use model::{ClientId, ClientReply, ClientRequest, DurableChange, Input, Note, NodeId, Output, PeerMsg, Timer, TimerCommand};
+use rand::Rng;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Events taken in one turn of the loop at most (bounds the latency a batch adds).
+pub const MAX_BATCH: usize = 4096;
+/// Capacity of the loop's inbound channel; readers wait when it is full (TCP back-pressure).
+const EVENT_QUEUE: usize = 8192;
+/// How long `stop` waits for the transport threads.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the transport threads tell the loop.
+pub(crate) enum Event {
+    Peer { from: NodeId, msg: PeerMsg },
+    ClientOpen { conn: u64, replies: SyncSender<ClientReply> },
+    Client { conn: u64, request: ClientRequest },
+    ClientClosed { conn: u64 },
+    Stop,
+}
+
+/// Why a server could not start, or why it stopped.
+#[derive(Debug)]
+pub enum ServerError {
+    Config(String),
+    Storage(StorageError),
+    Bind { addr: SocketAddr, source: std::io::Error },
+    Io(std::io::Error),
+    /// The event loop panicked (a broken invariant in the core, or a bug here).
+    Panicked(String),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => write!(f, "bad configuration: {e}"),
+            ServerError::Storage(e) => write!(f, "{e}"),
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Io(e) => write!(f, "{e}"),
+            ServerError::Panicked(why) => write!(f, "the event loop panicked: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<StorageError> for ServerError {
+    fn from(e: StorageError) -> ServerError {
+        ServerError::Storage(e)
+    }
+}
+
+/// What a server last reported about itself (updated after every batch).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+}
+
+/// A running server. Dropping it stops it.
+pub struct ServerHandle {
+    id: NodeId,
+    peer_addr: SocketAddr,
+    client_addr: SocketAddr,
+    tracker: Tracker,
+    events: SyncSender<Event>,
+    status: Arc<Mutex<Status>>,
+    event_loop: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Starts a server listening on the addresses of its configuration.
+///
+/// # Errors
+/// See [`ServerError`]: bad configuration, storage that cannot be opened or recovered, an
+/// address in use.
+pub fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let peer = bind(config.peer_addr())?;
+    let client = bind(config.client_addr)?;
+    start_with_listeners(config, peer, client)
+}
+
+/// Starts a server on listeners bound beforehand (so that a whole cluster on ephemeral ports
+/// can be configured before any of its servers starts). The configuration's own addresses are
+/// used only to name this server to its peers.
+///
+/// # Errors
+/// See [`start`].
+pub fn start_with_listeners(
+    config: ServerConfig,
+    peer_listener: TcpListener,
+    client_listener: TcpListener,
+) -> Result<ServerHandle, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let (id, limits) = (config.id, config.limits);
+    let identity = Identity { cluster_id: config.cluster_id, node: id };
+    let (storage, recovered) = Storage::open(&config.data_dir, identity, limits.max_record())?;
+    let durable = recovered.durable;
+    tracing::info!(
+        node = %id,
+        records = recovered.records,
+        term = %durable.current_term,
+        last_index = %durable.log.last_index(),
+        dir = %config.data_dir.display(),
+        "recovered from the write-ahead log"
+    );
+    let members: Vec<NodeId> = config.members.keys().copied().collect();
+    let mut core_config = model::Config::new(id, &members);
+    core_config.max_entries_per_append = limits.max_entries_per_append;
+    let (server, restored) = model::Server::restore(core_config, durable);
+
+    let tracker = Tracker::new();
+    let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);
+    let mut peers = BTreeMap::new();
+    for (&peer, &addr) in config.members.iter().filter(|(&p, _)| p != id) {
+        let link = PeerLink::spawn(&tracker, id, peer, addr, config.cluster_id, limits.peer_queue, limits.max_peer_frame())
+            .map_err(ServerError::Io)?;
+        peers.insert(peer, link);
+    }
+    let peer_addr = peer_listener.local_addr().map_err(ServerError::Io)?;
+    let client_addr = client_listener.local_addr().map_err(ServerError::Io)?;
+    spawn_acceptors(&config, &tracker, &events, peer_listener, client_listener)?;
+
+    let status = Arc::new(Mutex::new(Status::default()));
+    let node = Node {
+        server,
+        storage,
+        peers,
+        conns: HashMap::new(),
+        routes: HashMap::new(),
+        timers: Timers::new(config.timing),
+        inbox,
+        status: Arc::clone(&status),
+        batch: Batch::default(),
+        coalesce_appends: config.coalesce_appends,
+    };
+    let t = tracker.clone();
+    let event_loop = std::thread::Builder::new()
+        .name(format!("{id}-loop"))
+        .spawn(move || {
+            let span = tracing::info_span!("node", id = %id);
+            let _entered = span.enter();
+            let result = node.run(restored);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "server stopped");
+            }
+            t.stop(); // close every connection, so clerks move on at once
+            result
+        })
+        .map_err(ServerError::Io)?;
+    tracing::info!(node = %id, peer = %peer_addr, client = %client_addr, "server started");
+    Ok(ServerHandle { id, peer_addr, client_addr, tracker, events, status, event_loop: Some(event_loop) })
+}
+
+fn spawn_acceptors(
+    config: &ServerConfig,
+    tracker: &Tracker,
+    events: &SyncSender<Event>,
+    peer_listener: TcpListener,
+    client_listener: TcpListener,
+) -> Result<(), ServerError> {
+    let id = config.id;
+    let peer_expect = Expect {
+        cluster_id: config.cluster_id,
+        node: id,
+        peers: Some(config.members.keys().copied().filter(|&p| p != id).collect()),
+    };
+    let max_peer_frame = config.limits.max_peer_frame();
+    let (t, ev) = (tracker.clone(), events.clone());
+    net::spawn_acceptor(tracker, format!("{id}-peer-accept"), peer_listener, move |stream, addr| {
+        peer::serve_inbound(stream, addr, &t, &peer_expect, &ev, max_peer_frame);
+    })
+    .map_err(ServerError::Io)?;
+    let client_expect = Expect { cluster_id: config.cluster_id, node: id, peers: None };
+    let limits = ClientLimits {
+        max_request: config.limits.max_request_bytes,
+        max_reply: config.limits.max_reply_frame(),
+        queue: config.limits.client_queue,
+    };
+    let (t, ev) = (tracker.clone(), events.clone());
+    net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
+        client_port::serve(stream, addr, &t, &client_expect, &ev, limits);
+    })
+    .map_err(ServerError::Io)
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("id", &self.id)
+            .field("peer_addr", &self.peer_addr)
+            .field("client_addr", &self.client_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address peers dial.
+    #[must_use]
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The address clerks dial.
+    #[must_use]
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// What the server reported after its last batch.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// True when the event loop has ended (it only ends on its own after a fatal error).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.event_loop.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the server: closes its listeners and connections, lets the loop finish its batch
+    /// (everything acknowledged is already durable), and joins every thread. Returns the error
+    /// that stopped the loop earlier, if one did.
+    ///
+    /// # Errors
+    /// The fatal error the loop died of.
+    pub fn stop(mut self) -> Result<(), ServerError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ServerError> {
+        let Some(event_loop) = self.event_loop.take() else { return Ok(()) };
+        self.tracker.stop();
+        net::wake(self.peer_addr);
+        net::wake(self.client_addr);
+        let _ = self.events.send(Event::Stop);
+        let result = event_loop.join().unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            Err(ServerError::Panicked(why))
+        });
+        if !self.tracker.wait_idle(STOP_TIMEOUT) {
+            tracing::warn!(node = %self.id, "some connection threads did not end in time");
+        }
+        tracing::info!(node = %self.id, "server stopped");
+        result
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The effects collected from the steps of one batch.
+#[derive(Default)]
+struct Batch {
+    persist: Vec<DurableChange>,
+    send: Vec<(NodeId, PeerMsg)>,
+    reply: Vec<ClientReply>,
+    timers: Vec<TimerCommand>,
+}
+
+/// The timer deadlines. Only the loop reads them, between batches.
+struct Timers {
+    timing: Timing,
+    election: Option<Instant>,
+    heartbeat: Option<Instant>,
+}
+
+impl Timers {
+    fn new(timing: Timing) -> Timers {
+        Timers { timing, election: None, heartbeat: None }
+    }
+
+    fn slot(&mut self, timer: Timer) -> &mut Option<Instant> {
+        match timer {
+            Timer::Election => &mut self.election,
+            Timer::Heartbeat => &mut self.heartbeat,
+        }
+    }
+
+    fn apply(&mut self, commands: &[TimerCommand]) {
+        let now = Instant::now();
+        for command in commands {
+            match *command {
+                TimerCommand::Set(Timer::Election) => {
+                    let (lo, hi) = (self.timing.election_min, self.timing.election_max);
+                    self.election = Some(now + rand::rng().random_range(lo..=hi));
+                }
+                TimerCommand::Set(Timer::Heartbeat) => self.heartbeat = Some(now + self.timing.heartbeat),
+                TimerCommand::Cancel(timer) => *self.slot(timer) = None,
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.election, self.heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Disarms and returns the timers due at `now`, except those in `touched`.
+    fn take_due(&mut self, now: Instant, touched: &[TimerCommand]) -> Vec<Timer> {
+        let mut due = Vec::new();
+        for timer in [Timer::Heartbeat, Timer::Election] {
+            let commanded = touched.iter().any(|c| matches!(c, TimerCommand::Set(t) | TimerCommand::Cancel(t) if *t == timer));
+            let slot = self.slot(timer);
+            if !commanded && slot.is_some_and(|d| d <= now) {
+                *slot = None;
+                due.push(timer);
+            }
+        }
+        due
+    }
+}
+
+/// The event loop's state.
+struct Node {
+    server: model::Server,
+    storage: Storage,
+    peers: BTreeMap<NodeId, PeerLink>,
+    /// Open client connections and their reply queues.
+    conns: HashMap<u64, SyncSender<ClientReply>>,
+    /// Where each client's replies go: the connection of its latest request.
+    routes: HashMap<ClientId, u64>,
+    timers: Timers,
+    inbox: Receiver<Event>,
+    status: Arc<Mutex<Status>>,
+    batch: Batch,
+    coalesce_appends: bool,
+}
+
+/// Of several AppendEntries to one peer in a batch, keeps only the last (see
+/// [`ServerConfig::coalesce_appends`]); every other message keeps its order.
+///
+/// Why this is sound: it only drops messages, which the core's contract allows at any time
+/// (the network may lose them). Why nothing useful is lost: the last AppendEntries to a peer was
+/// built from the leader's state at the end of the batch, so it carries what the earlier ones
+/// carried (entries from that peer's `next_index`, the latest `leader_commit`) as far as the
+/// leader still believes it useful.
+fn keep_last_append_per_peer(send: &mut Vec<(NodeId, PeerMsg)>) {
+    let mut last: BTreeMap<NodeId, usize> = BTreeMap::new();
+    for (k, (to, msg)) in send.iter().enumerate() {
+        if matches!(msg, PeerMsg::AppendEntries { .. }) {
+            last.insert(*to, k);
+        }
+    }
+    let mut k = 0;
+    send.retain(|(to, msg)| {
+        let keep = !matches!(msg, PeerMsg::AppendEntries { .. }) || last.get(to) == Some(&k);
+        k += 1;
+        keep
+    });
+}
+
+impl Node {
+    fn run(mut self, restored: Output) -> Result<(), ServerError> {
+        self.collect(restored);
+        self.flush()?;
+        loop {
+            let first = match self.timers.next_deadline() {
+                Some(deadline) => match self.inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(event) => Some(event),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                },
+                None => match self.inbox.recv() {
+                    Ok(event) => Some(event),
+                    Err(_) => return Ok(()),
+                },
+            };
+            let mut stop = false;
+            if let Some(event) = first {
+                stop |= self.handle(event);
+                for _ in 1..MAX_BATCH {
+                    match self.inbox.try_recv() {
+                        Ok(event) => stop |= self.handle(event),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+            for timer in self.timers.take_due(Instant::now(), &self.batch.timers) {
+                self.step(Input::Timeout(timer));
+            }
+            self.flush()?;
+            self.publish_status();
+            if stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one event; true when it asks the loop to stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Peer { from, msg } => self.step(Input::Receive { from, msg }),
+            Event::Client { conn, request } => {
+                self.routes.insert(request.client, conn);
+                self.step(Input::Client(request));
+            }
+            Event::ClientOpen { conn, replies } => {
+                self.conns.insert(conn, replies);
+            }
+            Event::ClientClosed { conn } => {
+                self.conns.remove(&conn);
+                self.routes.retain(|_, c| *c != conn);
+            }
+            Event::Stop => return true,
+        }
+        false
+    }
+
+    fn step(&mut self, input: Input) {
+        let shown = tracing::enabled!(tracing::Level::DEBUG).then(|| input.clone());
+        let (next, out) = model::step(&self.server, input);
+        self.server = next;
+        if let Some(input) = shown {
+            tracing::debug!("{input}\n{out}");
+            tracing::trace!("state {}", self.server);
+        }
+        self.collect(out);
+    }
+
+    /// Adds a step's output to the batch, and logs its role changes.
+    fn collect(&mut self, out: Output) {
+        for note in &out.notes {
+            match note {
+                Note::BecameLeader { term } => tracing::info!(%term, "became leader"),
+                Note::BecameCandidate { term } => tracing::info!(%term, "election timeout: standing for election"),
+                Note::BecameFollower { term } => {
+                    tracing::info!(%term, leader = ?self.server.leader_hint(), "follower");
+                }
+                _ => {}
+            }
+        }
+        let Output { persist, send, reply, timers, notes: _ } = out;
+        self.batch.persist.extend(persist);
+        self.batch.send.extend(send);
+        self.batch.reply.extend(reply);
+        self.batch.timers.extend(timers);
+    }
+
+    /// Executes the batch: persist and fsync, then messages and replies, then timers.
+    fn flush(&mut self) -> Result<(), StorageError> {
+        let started = Instant::now();
+        self.storage.append(&self.batch.persist)?;
+        if !self.batch.persist.is_empty() {
+            tracing::debug!(
+                changes = self.batch.persist.len(),
+                sends = self.batch.send.len(),
+                replies = self.batch.reply.len(),
+                fsync_us = started.elapsed().as_micros(),
+                "batch made durable"
+            );
+        }
+        self.batch.persist.clear();
+        if self.coalesce_appends {
+            keep_last_append_per_peer(&mut self.batch.send);
+        }
+        for (to, msg) in self.batch.send.drain(..) {
+            if let Some(link) = self.peers.get(&to) {
+                link.send(msg);
+            }
+        }
+        let replies = std::mem::take(&mut self.batch.reply);
+        for reply in replies {
+            self.route(reply);
+        }
+        self.timers.apply(&self.batch.timers);
+        self.batch.timers.clear();
+        Ok(())
+    }
+
+    fn route(&mut self, reply: ClientReply) {
+        let Some(&conn) = self.routes.get(&reply.client) else {
+            tracing::debug!(%reply, "no connection for this client: reply dropped");
+            return;
+        };
+        let Some(queue) = self.conns.get(&conn) else { return };
+        match queue.try_send(reply) {
+            Ok(()) => {}
+            Err(TrySendError::Full(reply)) => tracing::debug!(%reply, "client queue full: reply dropped"),
+            Err(TrySendError::Disconnected(_)) => {
+                self.conns.remove(&conn);
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let s = &self.server;
+        let status = Status {
+            role: s.role_name(),
+            term: s.current_term().0,
+            leader: s.leader_hint(),
+            commit_index: s.commit_index.0,
+            last_applied: s.last_applied.0,
+            last_log_index: s.log().last_index().0,
+        };
+        *lock(&self.status) = status;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{LogIndex, Term};
+
+    fn append(prev: u64) -> PeerMsg {
+        PeerMsg::AppendEntries {
+            term: Term(1),
+            prev_log_index: LogIndex(prev),
+            prev_log_term: Term(1),
+            entries: im::Vector::new(),
+            leader_commit: LogIndex(0),
+        }
+    }
+
+    #[test]
+    fn only_the_last_append_per_peer_is_kept_and_other_messages_stay() {
+        let vote = PeerMsg::VoteReply { term: Term(1), granted: true };
+        let (a, b) = (NodeId(2), NodeId(3));
+        let mut send = vec![(a, append(1)), (b, append(1)), (a, vote.clone()), (a, append(2)), (b, append(3)), (a, append(4))];
+        keep_last_append_per_peer(&mut send);
+        assert_eq!(send, vec![(a, vote), (b, append(3)), (a, append(4))]);
+    }
+
+    #[test]
+    fn a_timer_commanded_in_the_batch_does_not_fire() {
+        let mut timers = Timers::new(Timing::default());
+        let past = Instant::now().checked_sub(Duration::from_millis(5)).unwrap_or_else(Instant::now);
+        timers.election = Some(past);
+        timers.heartbeat = Some(past);
+        let due = timers.take_due(Instant::now(), &[TimerCommand::Set(Timer::Election)]);
+        assert_eq!(due, vec![Timer::Heartbeat]);
+        assert_eq!(timers.heartbeat, None);
+        assert_eq!(timers.election, Some(past));
+    }
+
+    #[test]
+    fn election_timeouts_are_drawn_from_the_range() {
+        let timing = Timing::default();
+        let mut timers = Timers::new(timing);
+        for _ in 0..100 {
+            let before = Instant::now();
+            timers.apply(&[TimerCommand::Set(Timer::Election)]);
+            let d = timers.election.unwrap() - before;
+            assert!(d >= timing.election_min && d <= timing.election_max + Duration::from_millis(50));
+        }
+        timers.apply(&[TimerCommand::Cancel(Timer::Election)]);
+        assert_eq!(timers.next_deadline(), None);
+    }
+}
