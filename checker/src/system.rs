@@ -244,6 +244,7 @@ impl System {
             Action::Crash(n) => self.crash(&mut s, n),
             Action::Restart(n) => self.restart(&mut s, n, trace),
         }
+        drop_dead_messages(&mut s);
         Some(s)
     }
 
@@ -366,6 +367,19 @@ fn arm(node: &mut Node, out: &Output) {
             TimerCommand::Cancel(Timer::Heartbeat) => node.heartbeat_armed = false,
         }
     }
+}
+
+/// Removes every message its receiver would ignore whenever it arrived (the core says which:
+/// `Server::ignores_forever`, `Clerk::ignores_forever`). Dropping such a message is the same as
+/// delivering it as a no-op, so no behaviour is lost, and states that differ only in dead
+/// messages coincide.
+fn drop_dead_messages(s: &mut SysState) {
+    let (nodes, clerks) = (&s.nodes, &s.clerks);
+    s.network.retain(|e| match (e.to, &e.wire) {
+        (Endpoint::Server(n), Wire::Peer(msg)) => !nodes[node_index(n)].server.ignores_forever(msg),
+        (Endpoint::Clerk(c), Wire::Reply(reply)) => !clerks[clerk_index(c)].clerk.ignores_forever(reply),
+        _ => true,
+    });
 }
 
 /// Removes one copy of `e` from the network; `None` if it is not there.

@@ -28,17 +28,23 @@ impl Server {
     }
 
     /// Sends every peer an AppendEntries with the entries it is missing (possibly none).
-    pub(crate) fn broadcast_append(&self, out: &mut Output) {
-        for &peer in &self.config.peers {
+    pub(crate) fn broadcast_append(&mut self, out: &mut Output) {
+        for peer in self.config.peers.clone() {
             self.send_append(peer, out);
         }
     }
 
     /// Figure 2, Leaders: "If last log index >= nextIndex for a follower: send AppendEntries
     /// RPC with log entries starting at nextIndex", at most `max_entries_per_append` of them.
-    pub(crate) fn send_append(&self, peer: NodeId, out: &mut Output) {
-        let Role::Leader(leader) = &self.role else { return };
-        let log = self.log();
+    ///
+    /// Pipelining: `next_index` then moves past what was sent, so the next request sends only
+    /// newer entries instead of everything not yet acknowledged. If a message is lost, the
+    /// follower's rejection of a later one (or of a heartbeat) backs `next_index` up again.
+    /// `match_index` still moves only on acknowledgement.
+    pub(crate) fn send_append(&mut self, peer: NodeId, out: &mut Output) {
+        let last_index = self.log().last_index();
+        let Role::Leader(leader) = &mut self.role else { return };
+        let log = &self.durable.log;
         let next = leader.next_index.get(&peer).copied().unwrap_or(log.last_index().next());
         let prev_log_index = next.prev();
         let prev_log_term = log.term_at(prev_log_index).expect("next_index within the log");
@@ -47,6 +53,9 @@ impl Server {
         if entries.len() > cap {
             entries.truncate(cap); // im's truncate panics past the end
         }
+        let sent_up_to = LogIndex(prev_log_index.0 + entries.len() as u64);
+        debug_assert!(sent_up_to <= last_index);
+        leader.next_index.insert(peer, sent_up_to.next());
         out.send(
             peer,
             PeerMsg::AppendEntries {
@@ -164,8 +173,8 @@ impl Server {
             leader.match_index.insert(peer, matched);
             leader.next_index.insert(peer, next.max(matched.next()));
             self.maybe_advance_commit();
-            if matched < last_index && match_index == matched {
-                self.send_append(peer, out);
+            if next.max(matched.next()) <= last_index {
+                self.send_append(peer, out); // entries left out by the size cap
             }
         } else {
             let backed_up = next.min(conflict_index).max(matched.next());

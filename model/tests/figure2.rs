@@ -351,15 +351,14 @@ fn leader_replies_only_when_its_entry_is_applied() {
     let s = leader_of_term(2, &[]);
     let (s, out) = step(&s, client(7, 1, put_op("x", "1")));
     assert!(out.reply.is_empty(), "no reply at append time");
-    let (s, _) = step(&s, client(8, 1, get_op("x")));
+    let (s, out) = step(&s, client(8, 1, get_op("x")));
     let get = command_entry(2, 8, 1, get_op("x"));
+    assert_eq!(out.send, to_each(&[2, 3], &append(2, 1, 2, &[get], 0)), "pipelined");
 
-    // Server 2 has entry 1 only: it commits and is applied; the Get at 2 still waits.
+    // Server 2 has entry 1 only: it commits and is applied; the Get at 2 still waits. Nothing
+    // is sent: entry 2 is already on its way to server 2.
     let (s, out) = step(&s, recv(2, append_ok(2, 1)));
-    assert_eq!(
-        effects(&out),
-        (vec![], vec![(n(2), append(2, 1, 2, &[get], 1))], vec![ok(7, 1, OpOutput::Done)], vec![])
-    );
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(7, 1, OpOutput::Done)], vec![]));
     assert_eq!((s.commit_index, s.last_applied), (LogIndex(1), LogIndex(1)));
 
     // Server 3 has both: entry 2 commits, the Get is applied and answered with its value.
@@ -371,52 +370,84 @@ fn leader_replies_only_when_its_entry_is_applied() {
 
 /// Figure 2, Rules for Servers, Leaders: "If last log index ≥ nextIndex for a follower: send
 /// AppendEntries RPC with log entries starting at nextIndex" — per follower, with prevLogIndex
-/// = nextIndex − 1 and its term (§5.3), and at most `max_entries_per_append` entries.
+/// = nextIndex − 1 and its term (§5.3), and at most `max_entries_per_append` entries. With
+/// pipelining, nextIndex then moves to one past the last entry sent.
 #[test]
 fn leader_sends_entries_from_next_index() {
     let s = leader_of_term(3, &[1, 1, 2]);
-    let (s, out) = step(&s, recv(2, append_reject(3, 2)));
-    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 2), (3, 4)]));
-    assert_eq!(out.send, vec![(n(2), append(3, 1, 1, &[entry(2, 1), entry(3, 2)], 0))]);
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
 
-    let (_, out) = step(&s, timeout(Heartbeat));
+    // Server 2's log diverges at index 2: nextIndex backs up to 2 and everything from there
+    // goes out, after index 1 and its term 1; nextIndex is then past what was sent.
+    let (full, out) = step(&s, recv(2, append_reject(3, 2)));
+    assert_eq!(out.send, vec![(n(2), append(3, 1, 1, &[entry(2, 1), entry(3, 2)], 0))]);
+    assert_eq!(leader_state(&full).next_index, index_map(&[(2, 4), (3, 4)]));
+    assert_eq!(leader_state(&full).match_index, index_map(&[(2, 0), (3, 0)]));
+
+    // So a heartbeat sends neither follower any entry.
+    let (_, out) = step(&full, timeout(Heartbeat));
+    assert_eq!(
+        effects(&out),
+        (vec![], to_each(&[2, 3], &append(3, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)])
+    );
+
+    // At most one entry per message: only entry 2 goes, and nextIndex stops at 3.
+    let mut small = s.clone();
+    small.config.max_entries_per_append = 1;
+    let (small, out) = step(&small, recv(2, append_reject(3, 2)));
+    assert_eq!(out.send, vec![(n(2), append(3, 1, 1, &[entry(2, 1)], 0))]);
+    assert_eq!(leader_state(&small).next_index, index_map(&[(2, 3), (3, 4)]));
+
+    // A heartbeat then sends each follower what lies from its own nextIndex.
+    let (after, out) = step(&small, timeout(Heartbeat));
     assert_eq!(
         effects(&out),
         (
             vec![],
-            vec![
-                (n(2), append(3, 1, 1, &[entry(2, 1), entry(3, 2)], 0)),
-                (n(3), append(3, 3, 2, &[], 0)),
-            ],
+            vec![(n(2), append(3, 2, 1, &[entry(3, 2)], 0)), (n(3), append(3, 3, 2, &[], 0))],
             vec![],
             vec![set(Heartbeat)],
         )
     );
+    assert_eq!(leader_state(&after).next_index, index_map(&[(2, 4), (3, 4)]));
 
-    let mut small = s.clone();
-    small.config.max_entries_per_append = 1;
-    let (_, out) = step(&small, timeout(Heartbeat));
-    assert_eq!(out.send[0], (n(2), append(3, 1, 1, &[entry(2, 1)], 0)));
+    // Or, without waiting for the heartbeat, the acknowledgement of entry 2 sends the entry
+    // the size cap left out.
+    let (after, out) = step(&small, recv(2, append_ok(3, 2)));
+    let rest = vec![(n(2), append(3, 2, 1, &[entry(3, 2)], 0))];
+    assert_eq!(effects(&out), (vec![], rest, vec![], vec![]));
+    assert_eq!(leader_state(&after).next_index, index_map(&[(2, 4), (3, 4)]));
+    assert_eq!(leader_state(&after).match_index, index_map(&[(2, 2), (3, 0)]));
 }
 
 /// Figure 2, Rules for Servers, Leaders: "If successful: update nextIndex and matchIndex for
 /// follower (§5.3)"; matchIndex is the "index of highest log entry known to be replicated on
 /// server" and "increases monotonically". Known means acknowledged: a reply's `match_index`,
-/// not the leader's `next_index − 1`, and a stale or reordered reply never lowers it.
+/// not the leader's `next_index − 1` — which, with pipelining, is only what has been sent —
+/// and a stale or reordered reply never lowers it. Commitment counts matchIndex, so it follows
+/// the acknowledgements too.
 #[test]
 fn leader_sets_match_index_from_acknowledged_index_not_next_index() {
-    let s = leader_of_term(2, &[1, 1, 1]);
-    assert_eq!(leader_state(&s).next_index[&n(2)], LogIndex(4));
+    let s = leader_of_term(2, &[1]);
+    let s = drive(&s, vec![client(7, 1, put_op("x", "a")), client(8, 1, put_op("y", "b"))]);
 
-    // Acknowledges index 2 only (say, a reply to an older request): match 2, not 3.
+    // Entries 2 and 3 have been sent to both followers, but neither has acknowledged anything.
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 0)]));
+    assert_eq!(s.commit_index, LogIndex(0));
+
+    // Server 2 acknowledges index 2 (its reply to the first request): match 2, not 3. Only
+    // entry 2 commits, only its client is answered, and nothing is resent (3 is in flight).
     let (s, out) = step(&s, recv(2, append_ok(2, 2)));
     assert_eq!(leader_state(&s).match_index, index_map(&[(2, 2), (3, 0)]));
     assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
-    assert_eq!(effects(&out), (vec![], vec![(n(2), append(2, 3, 1, &[], 0))], vec![], vec![]));
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(7, 1, OpOutput::Done)], vec![]));
+    assert_eq!(s.commit_index, LogIndex(2));
 
     let (s, out) = step(&s, recv(2, append_ok(2, 3)));
     assert_eq!(leader_state(&s).match_index[&n(2)], LogIndex(3));
-    assert_eq!(effects(&out), no_effects());
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(8, 1, OpOutput::Done)], vec![]));
+    assert_eq!(s.commit_index, LogIndex(3));
 
     // A late reply acknowledging index 1 does not lower it.
     let (s, out) = step(&s, recv(2, append_ok(2, 1)));
@@ -428,35 +459,138 @@ fn leader_sets_match_index_from_acknowledged_index_not_next_index() {
     let (next, out) = step(&s, recv(3, append_ok(2, 9)));
     assert_eq!(effects(&out), no_effects());
     assert_eq!(next, s);
-    assert_eq!(s.commit_index, LogIndex(0), "term-1 entries are not committed by counting");
 }
 
 /// Figure 2, Rules for Servers, Leaders: "If AppendEntries fails because of log
 /// inconsistency: decrement nextIndex and retry (§5.3)". §5.3 end: the follower can return
 /// "the first index it stores for that term", so the leader backs up past a whole conflicting
-/// term at once. The retry is sent in the same step, and nextIndex never goes to or below an
-/// index the follower has acknowledged (matchIndex + 1 at least).
+/// term at once. The retry is sent in the same step (after which nextIndex is past it again:
+/// pipelining), and nextIndex never goes to or below an index the follower has acknowledged
+/// (matchIndex + 1 at least).
 #[test]
 fn leader_backs_up_next_index_on_rejection_and_retries_at_once() {
     let s = leader_of_term(3, &[1, 1, 2, 2]);
     let tail = [entry(3, 2), entry(4, 2)];
 
+    // Server 2 rejects the election heartbeat (after index 4): back up to 3, resend 3..4.
     let (s, out) = step(&s, recv(2, append_reject(3, 3)));
     assert_eq!(effects(&out), (vec![], vec![(n(2), append(3, 2, 1, &tail, 0))], vec![], vec![]));
-    assert_eq!(leader_state(&s).next_index[&n(2)], LogIndex(3));
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 5), (3, 5)]));
 
-    // Server 3 acknowledged index 2, then a rejection hints index 1: back up to 3, not 1.
+    // Server 3 acknowledged index 2: entries 3..4 count as sent, nothing goes. Then a rejection
+    // hints index 1: back up to 3, not 1.
     let (s, out) = step(&s, recv(3, append_ok(3, 2)));
-    assert_eq!(out.send, vec![(n(3), append(3, 4, 2, &[], 0))]);
+    assert_eq!(effects(&out), no_effects());
     let (s, out) = step(&s, recv(3, append_reject(3, 1)));
     assert_eq!(effects(&out), (vec![], vec![(n(3), append(3, 2, 1, &tail, 0))], vec![], vec![]));
-    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 3), (3, 3)]));
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 5), (3, 5)]));
     assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 2)]));
 
-    // A duplicated rejection that asks for no earlier index changes nothing and sends nothing.
+    // A duplicated rejection cannot be told from a new one while nextIndex runs ahead: it backs
+    // up again and resends the same entries, which leaves the state as it was.
+    let (next, out) = step(&s, recv(2, append_reject(3, 3)));
+    assert_eq!(effects(&out), (vec![], vec![(n(2), append(3, 2, 1, &tail, 0))], vec![], vec![]));
+    assert_eq!(next, s);
+
+    // Once server 2 has acknowledged everything, a late rejection cannot back nextIndex up to
+    // or below what it acknowledged: nothing changes and nothing is sent.
+    let (s, out) = step(&s, recv(2, append_ok(3, 4)));
+    assert_eq!(effects(&out), no_effects());
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 4), (3, 2)]));
     let (next, out) = step(&s, recv(2, append_reject(3, 3)));
     assert_eq!(effects(&out), no_effects());
     assert_eq!(next, s);
+}
+
+/// Pipelining (Figure 2, Leaders: "send AppendEntries RPC with log entries starting at
+/// nextIndex", with nextIndex moved past what was sent): a second request in a row sends only
+/// its own entry, after the first one (prevLogIndex = the first entry's index and term), not
+/// everything not yet acknowledged; and a heartbeat sends no entry again.
+#[test]
+fn leader_pipelines_new_entries_without_resending_unacknowledged_ones() {
+    let s = leader_of_term(2, &[1]);
+    let first = command_entry(2, 7, 1, put_op("x", "a"));
+    let second = command_entry(2, 8, 1, put_op("y", "b"));
+
+    let (s, out) = step(&s, client(7, 1, put_op("x", "a")));
+    assert_eq!(
+        effects(&out),
+        (
+            vec![appended(2, std::slice::from_ref(&first))],
+            to_each(&[2, 3], &append(2, 1, 1, std::slice::from_ref(&first), 0)),
+            vec![],
+            vec![],
+        )
+    );
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 3), (3, 3)]));
+
+    let (s, out) = step(&s, client(8, 1, put_op("y", "b")));
+    assert_eq!(
+        effects(&out),
+        (
+            vec![appended(3, std::slice::from_ref(&second))],
+            to_each(&[2, 3], &append(2, 2, 2, std::slice::from_ref(&second), 0)),
+            vec![],
+            vec![],
+        )
+    );
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 0)]));
+
+    let (next, out) = step(&s, timeout(Heartbeat));
+    assert_eq!(
+        effects(&out),
+        (vec![], to_each(&[2, 3], &append(2, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)])
+    );
+    assert_eq!(next, s);
+
+    // Acknowledged in order, each request is answered when its own entry commits.
+    let (s, out) = step(&s, recv(2, append_ok(2, 2)));
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(7, 1, OpOutput::Done)], vec![]));
+    let (s, out) = step(&s, recv(2, append_ok(2, 3)));
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(8, 1, OpOutput::Done)], vec![]));
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 3), (3, 0)]));
+    assert_eq!(s.commit_index, LogIndex(3));
+}
+
+/// Pipelining's recovery (Figure 2, Leaders: "If AppendEntries fails because of log
+/// inconsistency: decrement nextIndex and retry"): when an AppendEntries is lost, the follower
+/// rejects the next one (its prevLogIndex is missing there) with a hint, and the leader backs
+/// nextIndex up to it and resends every missing entry at once.
+#[test]
+fn leader_recovers_from_a_lost_append_by_backing_up() {
+    let s = leader_of_term(2, &[1]);
+    let first = command_entry(2, 7, 1, put_op("x", "a"));
+    let second = command_entry(2, 8, 1, put_op("y", "b"));
+
+    // The AppendEntries carrying entry 2 to server 2 is lost.
+    let (s, _) = step(&s, client(7, 1, put_op("x", "a")));
+    let (s, out) = step(&s, client(8, 1, put_op("y", "b")));
+    let after_first = append(2, 2, 2, std::slice::from_ref(&second), 0);
+    assert_eq!(out.send, to_each(&[2, 3], &after_first));
+
+    // Server 2 holds only entry 1, so it rejects that one: "retry from 2". (Server 1, following
+    // a leader 2 with the same log, stands in for it.)
+    let (_, answer) = step(&follower_of(2, 2, &[1]), recv(2, after_first));
+    assert_eq!(answer.send, vec![(n(2), append_reject(2, 2))]);
+
+    // nextIndex backs up from 4 to 2, entries 2..3 go at once, and nextIndex is past them.
+    let (s, out) = step(&s, recv(2, append_reject(2, 2)));
+    assert_eq!(
+        effects(&out),
+        (vec![], vec![(n(2), append(2, 1, 1, &[first, second], 0))], vec![], vec![])
+    );
+    assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 0)]));
+
+    // Server 2 acknowledges both: both commit and both clients are answered, nothing more sent.
+    let (s, out) = step(&s, recv(2, append_ok(2, 3)));
+    assert_eq!(
+        effects(&out),
+        (vec![], vec![], vec![ok(7, 1, OpOutput::Done), ok(8, 1, OpOutput::Done)], vec![])
+    );
+    assert_eq!(leader_state(&s).match_index, index_map(&[(2, 3), (3, 0)]));
+    assert_eq!(s.commit_index, LogIndex(3));
 }
 
 /// Figure 2, Rules for Servers, Leaders: "If there exists an N such that N > commitIndex, a
