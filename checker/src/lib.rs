@@ -12,6 +12,7 @@
 pub mod properties;
 pub mod run;
 pub mod setup;
+pub mod symmetry;
 pub mod system;
 pub mod walk;
 

@@ -49,6 +49,10 @@ struct Cli {
     /// Highest term explored.
     #[arg(long, default_value_t = 2)]
     max_term: u64,
+    /// Election timeouts allowed along one path, over all servers (default: bounded by
+    /// --max-term only).
+    #[arg(long)]
+    max_elections: Option<u32>,
     /// Longest log explored.
     #[arg(long, default_value_t = 3)]
     max_log: u64,
@@ -71,6 +75,9 @@ struct Cli {
     /// Stop after this many seconds (random walks default to 60).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Random walks: stop after this many walks.
+    #[arg(long)]
+    walks: Option<u64>,
     /// Seed of the random walks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -78,6 +85,10 @@ struct Cli {
     /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads.
     #[arg(long)]
     bug: Option<String>,
+    /// Symmetry reduction over servers (depth-first only): explore one state per class of
+    /// states that differ only by renaming servers.
+    #[arg(long)]
+    symmetry: bool,
     /// Stop at the first violated property instead of exploring everything.
     #[arg(long)]
     stop_at_violation: bool,
@@ -110,6 +121,7 @@ impl Cli {
             lossy: !self.no_loss,
             max_crashes: self.max_crashes,
             max_term: self.max_term,
+            max_elections: self.max_elections,
             max_log: self.max_log,
             clerk_timeouts: !self.no_clerk_timeouts,
             heartbeats: !self.no_heartbeats,
@@ -153,9 +165,16 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
         seed: cli.seed,
         progress: true,
         stop_at_violation: cli.stop_at_violation,
+        symmetry: cli.symmetry,
+        max_walks: cli.walks,
     };
+    if options.symmetry && options.strategy != Strategy::Dfs {
+        eprintln!("checker: --symmetry works with --strategy dfs only (stateright ignores it otherwise)");
+        return ExitCode::from(2);
+    }
     println!("Checking {}", system.setup);
     let strategy = match options.strategy {
+        Strategy::Dfs if options.symmetry => format!("depth-first, {} thread(s), symmetry over servers", options.threads),
         Strategy::Dfs => format!("depth-first, {} thread(s)", options.threads),
         Strategy::Bfs => format!("breadth-first, {} thread(s)", options.threads),
         Strategy::Random => format!("random walks, seed {}", options.seed),

@@ -35,6 +35,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop as soon as any `always` property is violated (for hunting bugs).
     pub stop_at_violation: bool,
+    /// Symmetry reduction over servers (honoured by DFS only).
+    pub symmetry: bool,
+    /// Random walks: stop after this many walks.
+    pub max_walks: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -47,6 +51,8 @@ impl Default for RunOptions {
             seed: 0,
             progress: false,
             stop_at_violation: false,
+            symmetry: false,
+            max_walks: None,
         }
     }
 }
@@ -133,6 +139,13 @@ pub fn check(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outc
     if options.stop_at_violation {
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
+    if options.symmetry {
+        builder = builder.symmetry_fn(if system.setup.delivery == crate::Delivery::Fifo {
+            crate::symmetry::representative_fifo
+        } else {
+            crate::symmetry::representative_sorted
+        });
+    }
     let start = Instant::now();
     let mut progress = Progress { out, enabled: options.progress, last: Duration::ZERO };
     match options.strategy {
@@ -178,7 +191,7 @@ fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome
     let depth = options.depth.unwrap_or(60);
     let duration = options.timeout.unwrap_or(Duration::from_secs(60));
     let enabled = options.progress;
-    let report = walk::walk(system, options.seed, depth, duration, |r| {
+    let report = walk::walk(system, options.seed, depth, duration, options.max_walks, |r| {
         if enabled {
             let secs = start.elapsed().as_secs_f64();
             let _ = writeln!(out, "  {secs:6.1}s  walks={:>9}  states={:>11}  {:>8.0} states/s", r.walks, r.states, r.states as f64 / secs);
@@ -198,6 +211,9 @@ fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome
             (p.name, status)
         })
         .collect();
+    if enabled {
+        let _ = writeln!(out, "  {} walks", report.walks);
+    }
     Outcome {
         unique_states: 0,
         total_states: usize::try_from(report.states).unwrap_or(usize::MAX),

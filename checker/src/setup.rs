@@ -29,6 +29,9 @@ pub struct Setup {
     pub max_crashes: u32,
     /// States where a server's term exceeds this are not explored.
     pub max_term: u64,
+    /// Election timeouts allowed along one path, over all servers (`None`: only `max_term`
+    /// bounds them).
+    pub max_elections: Option<u32>,
     /// States where a server's log is longer than this are not explored.
     pub max_log: u64,
     /// Clerks' retry timers may fire (otherwise a clerk retries only on `WrongLeader`).
@@ -53,6 +56,7 @@ impl Default for Setup {
             lossy: true,
             max_crashes: 1,
             max_term: 2,
+            max_elections: None,
             max_log: 3,
             clerk_timeouts: true,
             heartbeats: true,
@@ -134,6 +138,9 @@ impl fmt::Display for Setup {
         let timers = if self.heartbeats { "election and heartbeat timeouts" } else { "election timeouts (no heartbeats)" };
         writeln!(f, "        {timers} at any moment, {clerk}")?;
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
+        if let Some(e) = self.max_elections {
+            write!(f, ", election timeouts <= {e}")?;
+        }
         if let Some(bug) = self.bug {
             write!(f, "\nBROKEN VARIANT: {bug}")?;
         }

@@ -42,8 +42,8 @@ pub struct ClerkSlot {
 }
 
 /// Messages in flight. Sorted (a multiset, or a set when messages may be duplicated) when
-/// delivery may reorder, so that equal networks hash equally; in send order otherwise (FIFO per
-/// link: only each link's first message is deliverable). A plain vector: it holds a handful of
+/// delivery may reorder, so that equal networks hash equally; grouped by link in send order
+/// otherwise (FIFO per link: only each link's first message is deliverable). A plain vector: it holds a handful of
 /// messages, and copying it is cheaper than `im`'s 64-slot chunks.
 pub type Network = Vec<Envelope>;
 
@@ -54,6 +54,8 @@ pub struct SysState {
     pub clerks: Vec<ClerkSlot>,
     pub network: Network,
     pub crashes: u32,
+    /// Election timeouts so far (counted only when `max_elections` bounds them).
+    pub elections: u32,
     pub ghost: Ghost,
     pub history: History,
     /// The history's verdict, recomputed whenever an operation completes.
@@ -144,6 +146,7 @@ impl System {
             clerks,
             network: Network::new(),
             crashes: 0,
+            elections: 0,
             ghost,
             history: History::default(),
             linearizable: true,
@@ -160,7 +163,8 @@ impl System {
                 actions.push(Action::Restart(id));
                 continue;
             }
-            if node.election_armed && node.server.current_term().0 < self.setup.max_term {
+            let elections_left = self.setup.max_elections.is_none_or(|m| s.elections < m);
+            if node.election_armed && elections_left && node.server.current_term().0 < self.setup.max_term {
                 actions.push(Action::Timeout(id, Timer::Election));
             }
             if self.setup.heartbeats && node.heartbeat_armed && !appends_in_flight(s, id) {
@@ -225,7 +229,12 @@ impl System {
             Action::Timeout(n, timer) => {
                 let node = &mut s.nodes[node_index(n)];
                 match timer {
-                    Timer::Election => node.election_armed = false,
+                    Timer::Election => {
+                        node.election_armed = false;
+                        if self.setup.max_elections.is_some() {
+                            s.elections += 1;
+                        }
+                    }
                     Timer::Heartbeat => node.heartbeat_armed = false,
                 }
                 self.step_server(&mut s, n, Input::Timeout(timer), trace);
@@ -318,7 +327,12 @@ impl System {
     fn send(&self, s: &mut SysState, from: Endpoint, to: Endpoint, wire: Wire) {
         let e = Envelope { from, to, wire };
         match self.setup.delivery {
-            Delivery::Fifo => s.network.push(e),
+            Delivery::Fifo => {
+                // Grouped by link, each link in send order: only per-link order matters, and
+                // grouping keeps equal networks equal.
+                let k = s.network.partition_point(|x| (x.from, x.to) <= (e.from, e.to));
+                s.network.insert(k, e);
+            }
             Delivery::Reorder => {
                 let k = s.network.partition_point(|x| *x <= e);
                 s.network.insert(k, e);

@@ -23,23 +23,31 @@ pub struct WalkReport {
 }
 
 /// Walks from the initial state choosing uniformly among enabled actions, each walk at most
-/// `depth` steps, until `deadline` passes or every `always` property has a violation.
-pub fn walk(system: &System, seed: u64, depth: usize, duration: Duration, mut progress: impl FnMut(&WalkReport)) -> WalkReport {
+/// `depth` steps, until `duration` passes, `max_walks` walks are done, or a walk violates an
+/// `always` property (every property violated on that walk is reported). With `max_walks` and no time limit hit, the result depends only
+/// on the seed (the walker is single-threaded and `rand`'s version is pinned in Cargo.lock).
+pub fn walk(
+    system: &System,
+    seed: u64,
+    depth: usize,
+    duration: Duration,
+    max_walks: Option<u64>,
+    mut progress: impl FnMut(&WalkReport),
+) -> WalkReport {
     let mut rng = StdRng::seed_from_u64(seed);
     let properties = system.properties();
     let mut report = WalkReport::default();
     let start = Instant::now();
     let mut last_progress = start;
-    while start.elapsed() < duration {
+    while start.elapsed() < duration && max_walks.is_none_or(|m| report.walks < m) {
         walk_once(system, &mut rng, depth, &properties, &mut report);
         report.walks += 1;
         if last_progress.elapsed() >= Duration::from_secs(3) {
             progress(&report);
             last_progress = Instant::now();
         }
-        let always = properties.iter().filter(|p| p.expectation == Expectation::Always).count();
-        if report.violations.len() == always {
-            break;
+        if !report.violations.is_empty() {
+            break; // the first violating walk is the counterexample
         }
     }
     report
