@@ -134,6 +134,14 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.symmetry && cli.strategy != Strategy::Dfs {
+        eprintln!("checker: --symmetry works with --strategy dfs only (stateright ignores it otherwise)");
+        return ExitCode::from(2);
+    }
+    let plain = std::env::args_os().skip(1).all(|a| a == "check");
+    if plain {
+        return suite(&cli);
+    }
     let setup = match cli.setup() {
         Ok(setup) => setup,
         Err(reason) => {
@@ -156,7 +164,92 @@ fn explore(system: &System, port: u16) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The default run (`checker` with no options): one configuration of three servers and two
+/// clerks, and small configurations that between them reach every interesting state (a single
+/// configuration reaching all of them is beyond minutes of exploration on two cores). Every
+/// run is exhaustive within its bounds; the summary says, per property, whether it held in all
+/// of them and where each interesting state was reached.
+fn suite(cli: &Cli) -> ExitCode {
+    let base = Setup {
+        servers: 3,
+        clerks: 2,
+        ops_per_clerk: 1,
+        keys: 1,
+        delivery: Delivery::Reorder,
+        lossy: false,
+        max_crashes: 0,
+        max_term: 1,
+        max_elections: None,
+        max_log: 2,
+        clerk_timeouts: false,
+        heartbeats: false,
+        bug: None,
+    };
+    let two = Setup { servers: 2, clerks: 1, ..base.clone() };
+    let runs = [
+        ("3 servers, 2 clerks: an Append races a Get, messages reordered", base.clone()),
+        ("3 servers, 1 clerk: messages lost, a crash", Setup { clerks: 1, lossy: true, max_crashes: 1, max_log: 1, ..base.clone() }),
+        ("2 servers: messages lost, a crash, heartbeats, clerk retries", Setup { lossy: true, max_crashes: 1, max_log: 1, heartbeats: true, clerk_timeouts: true, ..two.clone() }),
+        ("2 servers: leader change, clerk retries, heartbeats", Setup { max_term: 2, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
+        ("2 servers: duplicated messages", Setup { delivery: Delivery::Duplicate, max_log: 1, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
+        ("2 servers: FIFO links, loss, Append then Get", Setup { delivery: Delivery::Fifo, lossy: true, ops_per_clerk: 2, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
+    ];
+    let mut failed = false;
+    let mut reached: Vec<(&'static str, String)> = Vec::new();
+    let mut names: Vec<(&'static str, bool)> = Vec::new();
+    let started = std::time::Instant::now();
+    for (k, (title, setup)) in runs.iter().enumerate() {
+        println!("=== run {} of {}: {title}", k + 1, runs.len());
+        let system = System::new(setup.clone());
+        let (outcome, ok) = check_one(&system, cli);
+        failed |= !ok || !outcome.complete;
+        for (name, status) in &outcome.properties {
+            let is_sometimes = matches!(status, Status::Reached { .. } | Status::NotReached);
+            if !names.iter().any(|(n, _)| n == name) {
+                names.push((name, is_sometimes));
+            }
+            if matches!(status, Status::Reached { .. }) && !reached.iter().any(|(n, _)| n == name) {
+                reached.push((name, format!("run {}", k + 1)));
+            }
+        }
+        println!();
+    }
+    println!("=== summary of {} runs, {:.1}s", runs.len(), started.elapsed().as_secs_f64());
+    for (name, is_sometimes) in &names {
+        if *is_sometimes {
+            match reached.iter().find(|(n, _)| n == name) {
+                Some((_, run)) => println!("  {:>11}  {name} (first in {run})", "reached"),
+                None => {
+                    failed = true;
+                    println!("  {:>11}  {name}", "NOT REACHED");
+                }
+            }
+        } else {
+            println!("  {:>11}  {name}", if failed { "see above" } else { "held" });
+        }
+    }
+    if failed {
+        return ExitCode::from(1);
+    }
+    println!("\nAll properties hold in every run, and every 'sometimes' was reached.");
+    ExitCode::SUCCESS
+}
+
 fn check(system: &System, cli: &Cli) -> ExitCode {
+    let (outcome, ok) = check_one(system, cli);
+    if !ok || !outcome.passed() {
+        return ExitCode::from(1);
+    }
+    if !outcome.complete {
+        return ExitCode::from(3);
+    }
+    println!("\nAll properties hold and every 'sometimes' was reached.");
+    ExitCode::SUCCESS
+}
+
+/// Runs one configuration, prints its summary and any counterexample; `true` when no `always`
+/// property was violated.
+fn check_one(system: &System, cli: &Cli) -> (run::Outcome, bool) {
     let options = RunOptions {
         strategy: cli.strategy,
         threads: cli.threads,
@@ -168,10 +261,6 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
         symmetry: cli.symmetry,
         max_walks: cli.walks,
     };
-    if options.symmetry && options.strategy != Strategy::Dfs {
-        eprintln!("checker: --symmetry works with --strategy dfs only (stateright ignores it otherwise)");
-        return ExitCode::from(2);
-    }
     println!("Checking {}", system.setup);
     let strategy = match options.strategy {
         Strategy::Dfs if options.symmetry => format!("depth-first, {} thread(s), symmetry over servers", options.threads),
@@ -202,10 +291,8 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
         };
         println!("  {verdict:>11}  {name}");
     }
-    let mut failed = false;
     for (name, status) in &outcome.properties {
         if let Status::Violated { trace } = status {
-            failed = true;
             println!("\nCounterexample for \"{name}\" ({} steps):", trace.len());
             print!("{}", run::describe_trace(system, trace));
             if let Some(detail) = run::violation_detail(system, name, trace) {
@@ -213,12 +300,6 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
             }
         }
     }
-    if failed || !outcome.passed() {
-        return ExitCode::from(1);
-    }
-    if !outcome.complete {
-        return ExitCode::from(3);
-    }
-    println!("\nAll properties hold and every 'sometimes' was reached.");
-    ExitCode::SUCCESS
+    let ok = outcome.violations().is_empty();
+    (outcome, ok)
 }

@@ -182,13 +182,6 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Send only the last of the AppendEntries a batch addresses to one peer (default on).
     ///
-    /// A workaround for the core, whose leader broadcasts an AppendEntries carrying every entry
-    /// from each peer's `next_index` on *every* client request and on every acknowledgement
-    /// that leaves entries unacknowledged: with k requests in a batch that is k messages per
-    /// peer carrying up to k entries each (quadratic in load), and as many replies. Dropping
-    /// all but the last is within the core's contract (messages may be lost) and loses nothing
-    /// the last one does not carry. Better in the core: see the crate's notes.
-    pub coalesce_appends: bool,
 }
 
 impl ServerConfig {

@@ -23,8 +23,6 @@ pub struct LocalOptions {
     pub host: IpAddr,
     pub timing: Timing,
     pub limits: Limits,
-    /// See [`ServerConfig::coalesce_appends`].
-    pub coalesce_appends: bool,
 }
 
 impl Default for LocalOptions {
@@ -37,7 +35,6 @@ impl Default for LocalOptions {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             timing: Timing::default(),
             limits: Limits::default(),
-            coalesce_appends: true,
         }
     }
 }
@@ -120,7 +117,6 @@ impl LocalCluster {
             data_dir: self.data_dir(id),
             timing: self.options.timing,
             limits: self.options.limits,
-            coalesce_appends: self.options.coalesce_appends,
         }
     }
 

@@ -52,9 +52,6 @@ struct TimerArgs {
     /// Most log entries carried by one AppendEntries.
     #[arg(long, default_value_t = Limits::default().max_entries_per_append)]
     max_entries_per_append: usize,
-    /// Send every AppendEntries the core emits, instead of only the last one per peer and batch.
-    #[arg(long)]
-    no_coalesce_appends: bool,
 }
 
 impl TimerArgs {
@@ -236,7 +233,6 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         data_dir: args.data,
         timing: args.timers.timing(),
         limits: args.timers.limits(),
-        coalesce_appends: !args.timers.no_coalesce_appends,
     };
     let interrupted = ctrl_c()?;
     let handle = kvraft::start(config).map_err(|e| e.to_string())?;
@@ -267,7 +263,6 @@ fn run_local(args: &LocalArgs) -> Result<(), String> {
         base_port: args.base_port,
         timing: args.timers.timing(),
         limits: args.timers.limits(),
-        coalesce_appends: !args.timers.no_coalesce_appends,
         ..LocalOptions::default()
     };
     options.timing.validate()?;

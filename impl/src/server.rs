@@ -175,7 +175,6 @@ pub fn start_with_listeners(
         inbox,
         status: Arc::clone(&status),
         batch: Batch::default(),
-        coalesce_appends: config.coalesce_appends,
     };
     let t = tracker.clone();
     let event_loop = std::thread::Builder::new()
@@ -382,30 +381,6 @@ struct Node {
     inbox: Receiver<Event>,
     status: Arc<Mutex<Status>>,
     batch: Batch,
-    coalesce_appends: bool,
-}
-
-/// Of several AppendEntries to one peer in a batch, keeps only the last (see
-/// [`ServerConfig::coalesce_appends`]); every other message keeps its order.
-///
-/// Why this is sound: it only drops messages, which the core's contract allows at any time
-/// (the network may lose them). Why nothing useful is lost: the last AppendEntries to a peer was
-/// built from the leader's state at the end of the batch, so it carries what the earlier ones
-/// carried (entries from that peer's `next_index`, the latest `leader_commit`) as far as the
-/// leader still believes it useful.
-fn keep_last_append_per_peer(send: &mut Vec<(NodeId, PeerMsg)>) {
-    let mut last: BTreeMap<NodeId, usize> = BTreeMap::new();
-    for (k, (to, msg)) in send.iter().enumerate() {
-        if matches!(msg, PeerMsg::AppendEntries { .. }) {
-            last.insert(*to, k);
-        }
-    }
-    let mut k = 0;
-    send.retain(|(to, msg)| {
-        let keep = !matches!(msg, PeerMsg::AppendEntries { .. }) || last.get(to) == Some(&k);
-        k += 1;
-        keep
-    });
 }
 
 impl Node {
@@ -509,9 +484,6 @@ impl Node {
             );
         }
         self.batch.persist.clear();
-        if self.coalesce_appends {
-            keep_last_append_per_peer(&mut self.batch.send);
-        }
         for (to, msg) in self.batch.send.drain(..) {
             if let Some(link) = self.peers.get(&to) {
                 link.send(msg);
