@@ -180,8 +180,6 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub timing: Timing,
     pub limits: Limits,
-    /// Send only the last of the AppendEntries a batch addresses to one peer (default on).
-    ///
 }
 
 impl ServerConfig {

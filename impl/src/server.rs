@@ -530,26 +530,6 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{LogIndex, Term};
-
-    fn append(prev: u64) -> PeerMsg {
-        PeerMsg::AppendEntries {
-            term: Term(1),
-            prev_log_index: LogIndex(prev),
-            prev_log_term: Term(1),
-            entries: im::Vector::new(),
-            leader_commit: LogIndex(0),
-        }
-    }
-
-    #[test]
-    fn only_the_last_append_per_peer_is_kept_and_other_messages_stay() {
-        let vote = PeerMsg::VoteReply { term: Term(1), granted: true };
-        let (a, b) = (NodeId(2), NodeId(3));
-        let mut send = vec![(a, append(1)), (b, append(1)), (a, vote.clone()), (a, append(2)), (b, append(3)), (a, append(4))];
-        keep_last_append_per_peer(&mut send);
-        assert_eq!(send, vec![(a, vote), (b, append(3)), (a, append(4))]);
-    }
 
     #[test]
     fn a_timer_commanded_in_the_batch_does_not_fire() {
