@@ -170,21 +170,7 @@ fn explore(system: &System, port: u16) -> ExitCode {
 /// run is exhaustive within its bounds; the summary says, per property, whether it held in all
 /// of them and where each interesting state was reached.
 fn suite(cli: &Cli) -> ExitCode {
-    let base = Setup {
-        servers: 3,
-        clerks: 2,
-        ops_per_clerk: 1,
-        keys: 1,
-        delivery: Delivery::Reorder,
-        lossy: false,
-        max_crashes: 0,
-        max_term: 1,
-        max_elections: None,
-        max_log: 2,
-        clerk_timeouts: false,
-        heartbeats: false,
-        bug: None,
-    };
+    let base = Setup { max_log: 2, ..Setup::quiet(3, 2, 1) };
     let two = Setup { servers: 2, clerks: 1, ..base.clone() };
     let runs = [
         ("3 servers, 2 clerks: an Append races a Get, messages reordered", base.clone()),

@@ -66,6 +66,27 @@ impl Default for Setup {
 }
 
 impl Setup {
+    /// A small, quiet base for focused runs: reordering only (no loss, no crashes), no
+    /// heartbeats and no clerk timeouts, terms and logs bounded at 1. Callers switch on what
+    /// they need.
+    pub fn quiet(servers: u32, clerks: u32, ops_per_clerk: u32) -> Setup {
+        Setup {
+            servers,
+            clerks,
+            ops_per_clerk,
+            keys: 1,
+            delivery: Delivery::Reorder,
+            lossy: false,
+            max_crashes: 0,
+            max_term: 1,
+            max_elections: None,
+            max_log: 1,
+            clerk_timeouts: false,
+            heartbeats: false,
+            bug: None,
+        }
+    }
+
     pub fn server_ids(&self) -> Vec<NodeId> {
         (1..=self.servers).map(NodeId).collect()
     }

@@ -12,24 +12,9 @@ use checker::run::{self, Outcome, RunOptions, Status, Strategy};
 use checker::{Delivery, Setup, System};
 use model::Bug;
 
-/// A small base: no loss, no crashes, no heartbeats, no clerk timeouts; tests switch on what
-/// they need.
+/// A small base (`Setup::quiet`): no loss, no crashes, no heartbeats, no clerk timeouts.
 fn small(servers: u32, clerks: u32, ops: u32) -> Setup {
-    Setup {
-        servers,
-        clerks,
-        ops_per_clerk: ops,
-        keys: 1,
-        delivery: Delivery::Reorder,
-        lossy: false,
-        max_crashes: 0,
-        max_term: 1,
-        max_elections: None,
-        max_log: 1,
-        clerk_timeouts: false,
-        heartbeats: false,
-        bug: None,
-    }
+    Setup::quiet(servers, clerks, ops)
 }
 
 fn exhaust(setup: Setup, symmetry: bool) -> Outcome {
