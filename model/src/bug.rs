@@ -21,11 +21,25 @@ pub enum Bug {
     NoDedup,
     /// A leader answers Get from its own state at once, without going through the log.
     LocalReads,
+    /// Snapshots carry the key/value map but not the duplicate table.
+    SnapshotWithoutSessions,
+    /// A follower installs a snapshot older than what it has applied.
+    AcceptStaleSnapshot,
+    /// Installing a snapshot cuts the log by index alone: the entries after the snapshot stay
+    /// even when the entry at its index has another term.
+    TruncateWrongSuffix,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] =
-        [Bug::CommitOldTermByCount, Bug::ForgetVoteOnRestart, Bug::NoDedup, Bug::LocalReads];
+    pub const ALL: [Bug; 7] = [
+        Bug::CommitOldTermByCount,
+        Bug::ForgetVoteOnRestart,
+        Bug::NoDedup,
+        Bug::LocalReads,
+        Bug::SnapshotWithoutSessions,
+        Bug::AcceptStaleSnapshot,
+        Bug::TruncateWrongSuffix,
+    ];
 
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -34,6 +48,9 @@ impl Bug {
             Bug::ForgetVoteOnRestart => "forget_vote_on_restart",
             Bug::NoDedup => "no_dedup",
             Bug::LocalReads => "local_reads",
+            Bug::SnapshotWithoutSessions => "snapshot_without_sessions",
+            Bug::AcceptStaleSnapshot => "accept_stale_snapshot",
+            Bug::TruncateWrongSuffix => "truncate_wrong_suffix",
         }
     }
 

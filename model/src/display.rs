@@ -41,6 +41,7 @@ impl fmt::Display for DurableChange {
                 }
                 Ok(())
             }
+            DurableChange::Snapshot(snapshot) => write!(f, "{snapshot}"),
         }
     }
 }
@@ -63,6 +64,8 @@ impl fmt::Display for Note {
             Note::RequestFailed { client, seq, index } => {
                 write!(f, "request {client}{seq} at {index} failed")
             }
+            Note::SnapshotTaken { index } => write!(f, "snapshot taken at {index}"),
+            Note::SnapshotInstalled { index } => write!(f, "snapshot installed at {index}"),
             Note::Ignored { reason } => write!(f, "ignored: {reason}"),
         }
     }

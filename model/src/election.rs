@@ -119,7 +119,9 @@ impl Server {
                 *term < current || (*term == current && !matches!(self.role, Role::Candidate { .. }))
             }
             PeerMsg::AppendReply { term, .. } => *term < current,
-            PeerMsg::RequestVote { .. } | PeerMsg::AppendEntries { .. } => false,
+            PeerMsg::RequestVote { .. }
+            | PeerMsg::AppendEntries { .. }
+            | PeerMsg::InstallSnapshot { .. } => false,
         }
     }
 }

@@ -51,6 +51,10 @@ pub enum Note {
     BecameLeader { term: Term },
     /// The leader failed a request it had appended (deposed, or a different entry landed).
     RequestFailed { client: ClientId, seq: Seq, index: LogIndex },
+    /// The server compacted its log into a snapshot of its state machine at `index` (§7).
+    SnapshotTaken { index: LogIndex },
+    /// The server replaced its state machine by a leader's snapshot ending at `index`.
+    SnapshotInstalled { index: LogIndex },
     /// The input was ignored, and why.
     Ignored { reason: &'static str },
 }

@@ -12,7 +12,7 @@ use std::fmt;
 
 /// The last request a client completed, with its reply, so that a retry is answered with the
 /// original result instead of executing again.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Session {
     pub seq: Seq,
     pub output: OpOutput,
@@ -33,7 +33,7 @@ pub enum Applied {
 ///
 /// Invariant: `sessions` holds at most one entry per client, so its size is bounded by the
 /// number of distinct clients, not by the number of operations.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct KvState {
     pub data: im::OrdMap<String, String>,
     pub sessions: im::OrdMap<ClientId, Session>,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "LogParts", into = "LogParts")]
 pub struct Log {
     /// Invariant: entries up to and including `start_index` are committed and compacted away.
     start_index: LogIndex,
@@ -17,6 +18,38 @@ pub struct Log {
     start_term: Term,
     /// Invariant: `entries[k]` is at index `start_index + 1 + k`, terms never decrease.
     entries: im::Vector<Entry>,
+    /// Invariant: the sum of [`encoded_size`] over `entries` (kept up to date so that the
+    /// snapshot threshold check does not walk the log on every step).
+    bytes: u64,
+}
+
+/// A log as it is serialized: `bytes` is derived, so it is recomputed, not trusted.
+#[derive(Clone, Serialize, Deserialize)]
+struct LogParts {
+    start_index: LogIndex,
+    start_term: Term,
+    entries: im::Vector<Entry>,
+}
+
+impl From<LogParts> for Log {
+    fn from(parts: LogParts) -> Log {
+        let bytes = parts.entries.iter().map(encoded_size).sum();
+        Log { start_index: parts.start_index, start_term: parts.start_term, entries: parts.entries, bytes }
+    }
+}
+
+impl From<Log> for LogParts {
+    fn from(log: Log) -> LogParts {
+        LogParts { start_index: log.start_index, start_term: log.start_term, entries: log.entries }
+    }
+}
+
+/// The size of `value` in the encoding the runtime writes to disk and to the network
+/// (postcard): the one definition of "bytes" behind `max_raft_state`.
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> u64 {
+    // Serializing into a size counter fails only for types serde cannot encode at all, which
+    // the core's plain data types never are.
+    postcard::experimental::serialized_size(value).map_or(u64::MAX, |n| n as u64)
 }
 
 impl Log {
@@ -63,6 +96,12 @@ impl Log {
         self.entries.is_empty()
     }
 
+    /// Encoded size of the held entries ([`encoded_size`] of each, summed).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     fn offset(&self, index: LogIndex) -> Option<usize> {
         if index <= self.start_index || index > self.last_index() {
             return None;
@@ -107,6 +146,7 @@ impl Log {
 
     /// Appends one entry at `last_index() + 1` and returns its index.
     pub fn push(&mut self, entry: Entry) -> LogIndex {
+        self.bytes += encoded_size(&entry);
         self.entries.push_back(entry);
         self.last_index()
     }
@@ -119,6 +159,8 @@ impl Log {
     pub fn truncate_from(&mut self, from: LogIndex) {
         assert!(from > self.start_index, "truncate_from({from}) would remove committed entries");
         if let Some(k) = self.offset(from) {
+            let removed: u64 = self.entries.iter().skip(k).map(encoded_size).sum();
+            self.bytes -= removed;
             self.entries.truncate(k);
         }
     }
@@ -133,15 +175,25 @@ impl Log {
             return;
         }
         let term = self.term_at(index).expect("compact_to past the end of the log");
-        let k = self.offset(index).expect("held");
-        self.entries = self.entries.clone().slice(k + 1..);
-        self.start_index = index;
-        self.start_term = term;
+        self.cut_prefix(index, term);
     }
 
-    /// Replaces the whole log by an empty one starting after a snapshot at `(index, term)`.
-    pub fn reset_to(&mut self, index: LogIndex, term: Term) {
-        self.entries = im::Vector::new();
+    /// Makes `(index, term)` the start of the log, as a snapshot ending there requires: the
+    /// entries after `index` stay when the log extends past it (whatever their terms: a caller
+    /// that must not keep a conflicting suffix truncates it first); otherwise the log becomes
+    /// empty. An `index` before the current start empties the log too.
+    pub fn cut_prefix(&mut self, index: LogIndex, term: Term) {
+        match self.offset(index.next()) {
+            Some(k) if index >= self.start_index => {
+                let removed: u64 = self.entries.iter().take(k).map(encoded_size).sum();
+                self.bytes -= removed;
+                self.entries = self.entries.clone().slice(k..);
+            }
+            _ => {
+                self.entries = im::Vector::new();
+                self.bytes = 0;
+            }
+        }
         self.start_index = index;
         self.start_term = term;
     }

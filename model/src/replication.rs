@@ -46,6 +46,13 @@ impl Server {
         let Role::Leader(leader) = &mut self.role else { return };
         let log = &self.durable.log;
         let next = leader.next_index.get(&peer).copied().unwrap_or(log.last_index().next());
+        if next.prev() < log.start_index() {
+            // §7: the follower needs entries this leader has compacted away.
+            let snapshot = self.durable.snapshot.clone();
+            leader.next_index.insert(peer, snapshot.last_index.next());
+            let term = self.durable.current_term;
+            return out.send(peer, PeerMsg::InstallSnapshot { term, snapshot });
+        }
         let prev_log_index = next.prev();
         let prev_log_term = log.term_at(prev_log_index).expect("next_index within the log");
         let mut entries = log.entries_from(next);
@@ -77,23 +84,32 @@ impl Server {
     /// 4. Append any new entries not already in the log.
     /// 5. If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new
     ///    entry).
-    pub(crate) fn on_append_entries(&mut self, leader: NodeId, req: &AppendRequest, out: &mut Output) {
+    ///
+    /// Entries up to the snapshot's index are committed and applied here, so they match the
+    /// leader's (State Machine Safety): a request that starts inside the snapshot is checked
+    /// from the snapshot's end on.
+    pub(crate) fn on_append_entries(&mut self, leader: NodeId, mut req: AppendRequest, out: &mut Output) {
         let current = self.current_term();
         if req.term < current {
             let reply = reject(current, LogIndex(0));
             return out.send(leader, reply);
         }
-        match self.role {
-            Role::Leader(_) => return out.ignore("AppendEntries from another leader of my term"),
-            Role::Candidate { .. } => self.become_follower(current, Some(leader), out),
-            Role::Follower { .. } => {
-                self.role = Role::Follower { leader: Some(leader) };
-                out.set_timer(Timer::Election);
-            }
+        if !self.follow(leader, out) {
+            return;
         }
         let Some(last_new) = req.prev_log_index.0.checked_add(req.entries.len() as u64) else {
             return out.ignore("AppendEntries past the largest index");
         };
+        let start = self.log().start_index();
+        if req.prev_log_index < start {
+            let covered = usize::try_from(start.0 - req.prev_log_index.0).unwrap_or(usize::MAX);
+            if covered > req.entries.len() {
+                return out.send(leader, acknowledge(current, LogIndex(last_new)));
+            }
+            req.prev_log_term = req.entries[covered - 1].term;
+            req.entries = req.entries.slice(covered..);
+            req.prev_log_index = start;
+        }
         let log = self.log();
         if log.term_at(req.prev_log_index) != Some(req.prev_log_term) {
             let retry_from = if req.prev_log_index > log.last_index() {
@@ -108,15 +124,25 @@ impl Server {
         if req.leader_commit > self.commit_index {
             self.commit_index = self.commit_index.max(req.leader_commit.min(last_new));
         }
-        out.send(
-            leader,
-            PeerMsg::AppendReply {
-                term: current,
-                success: true,
-                match_index: last_new,
-                conflict_index: LogIndex(0),
-            },
-        );
+        out.send(leader, acknowledge(current, last_new));
+    }
+
+    /// A request of the current term comes from that term's leader: a candidate steps down, a
+    /// follower notes the leader and restarts its election timer (Figure 2, Followers and
+    /// Candidates). Returns false, having ignored it, when this server leads the term itself.
+    pub(crate) fn follow(&mut self, leader: NodeId, out: &mut Output) -> bool {
+        match self.role {
+            Role::Leader(_) => {
+                out.ignore("request from another leader of my term");
+                return false;
+            }
+            Role::Candidate { .. } => self.become_follower(self.current_term(), Some(leader), out),
+            Role::Follower { .. } => {
+                self.role = Role::Follower { leader: Some(leader) };
+                out.set_timer(Timer::Election);
+            }
+        }
+        true
     }
 
     /// Steps 3 and 4: skips entries already present with the same term, truncates only at the
@@ -206,6 +232,12 @@ impl Server {
     }
 }
 
-fn reject(term: Term, retry_from: LogIndex) -> PeerMsg {
+/// A failed AppendEntries (or InstallSnapshot) reply: retry from `retry_from`.
+pub(crate) fn reject(term: Term, retry_from: LogIndex) -> PeerMsg {
     PeerMsg::AppendReply { term, success: false, match_index: LogIndex(0), conflict_index: retry_from }
+}
+
+/// A successful reply: the follower's log matches the leader's through `match_index`.
+pub(crate) fn acknowledge(term: Term, match_index: LogIndex) -> PeerMsg {
+    PeerMsg::AppendReply { term, success: true, match_index, conflict_index: LogIndex(0) }
 }

@@ -4,7 +4,8 @@
 
 use crate::bug::Bug;
 use crate::kv::KvState;
-use crate::log::Log;
+use crate::log::{encoded_size, Log};
+use crate::snapshot::Snapshot;
 use crate::types::{ClientId, Entry, LogIndex, NodeId, Seq, Term};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,9 @@ pub struct Config {
     pub peers: im::Vector<NodeId>,
     /// The most entries one AppendEntries carries (bounds message size; at least 1).
     pub max_entries_per_append: usize,
+    /// Snapshot once the durable Raft state ([`Durable::raft_state_size`]) reaches this many
+    /// bytes; `None`: never (the log grows without bound).
+    pub max_raft_state: Option<u64>,
     /// A deliberately broken rule (only in builds with the `bugs` feature).
     #[cfg(feature = "bugs")]
     pub bug: Option<Bug>,
@@ -33,6 +37,7 @@ impl Config {
             id,
             peers: peers.into_iter().collect(),
             max_entries_per_append: 64,
+            max_raft_state: None,
             #[cfg(feature = "bugs")]
             bug: None,
         }
@@ -88,16 +93,20 @@ impl Config {
     }
 }
 
-/// Figure 2's "persistent state on all servers".
+/// Figure 2's "persistent state on all servers", plus the latest snapshot (§7).
 ///
 /// Contract (for the runtime): whenever a step's `Output::persist` is non-empty, those changes
 /// must be durable before any message or reply of that step is sent. Replaying the changes
 /// onto the previously persisted `Durable` with [`Durable::apply`] gives the new one.
+///
+/// Invariant: `log` starts where `snapshot` ends (`log.start_index() == snapshot.last_index`,
+/// same term).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Durable {
     pub current_term: Term,
     pub voted_for: Option<NodeId>,
     pub log: Log,
+    pub snapshot: Snapshot,
 }
 
 /// One change to the durable state, in the order the runtime must write them.
@@ -109,6 +118,10 @@ pub enum DurableChange {
     Truncate { from: LogIndex },
     /// `entries` were appended, the first at index `first`.
     Append { first: LogIndex, entries: im::Vector<Entry> },
+    /// This is now the snapshot, replacing the previous one, and the log starts after it: the
+    /// entries up to its `last_index` are gone, those after it stay (see [`Log::cut_prefix`]).
+    /// The runtime must keep it until a newer one is durable.
+    Snapshot(Snapshot),
 }
 
 /// Why a recorded change could not be replayed (a log on disk that does not fit together).
@@ -152,8 +165,23 @@ impl Durable {
                     self.log.push(entry.clone());
                 }
             }
+            DurableChange::Snapshot(snapshot) => self.install_snapshot(snapshot.clone()),
         }
         Ok(())
+    }
+
+    /// Makes `snapshot` the current one and starts the log after it.
+    pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot) {
+        self.log.cut_prefix(snapshot.last_index, snapshot.last_term);
+        self.snapshot = snapshot;
+    }
+
+    /// The size that `max_raft_state` bounds: the durable Raft state without the snapshot
+    /// (term, vote and the retained log) in the encoding the runtime writes. The one
+    /// definition, for the core's snapshot decision, the runtime and the tests alike.
+    #[must_use]
+    pub fn raft_state_size(&self) -> u64 {
+        encoded_size(&(self.current_term, self.voted_for)) + self.log.bytes()
     }
 }
 

@@ -9,7 +9,6 @@
 
 use crate::bug::Bug;
 use crate::io::{Input, Note, Output};
-use crate::kv::KvState;
 use crate::state::{Config, Durable, DurableChange, Role, Server};
 use crate::types::{ClientReply, ClientResult, Entry, LogIndex, NodeId, PeerMsg, Term, Timer};
 
@@ -25,6 +24,7 @@ pub fn step(server: &Server, input: Input) -> (Server, Output) {
         Input::Timeout(Timer::Heartbeat) => next.on_heartbeat_timeout(&mut out),
     }
     next.maybe_apply(&mut out);
+    next.maybe_snapshot(&mut out);
     debug_assert_eq!(replayed(&server.durable, &out.persist), Some(next.durable.clone()));
     (next, out)
 }
@@ -38,21 +38,25 @@ fn replayed(durable: &Durable, changes: &[DurableChange]) -> Option<Durable> {
 
 impl Server {
     /// Starts a server from what it persisted (a fresh server from `Durable::default()`),
-    /// as a follower that knows no leader. Volatile state starts empty (Figure 2: "initialized
-    /// to 0 on first boot"; "reinitialized after election"). The output arms the election
-    /// timer.
+    /// as a follower that knows no leader. The state machine starts from the snapshot, which
+    /// is committed and applied by definition; the rest of the volatile state starts empty
+    /// (Figure 2: "initialized to 0 on first boot"; "reinitialized after election"), so the
+    /// entries after the snapshot are applied again once a leader shows they are committed.
+    /// The output arms the election timer.
     #[must_use]
     pub fn restore(config: Config, mut durable: Durable) -> (Server, Output) {
         if config.has_bug(Bug::ForgetVoteOnRestart) {
             durable.voted_for = None;
         }
+        let applied = durable.snapshot.last_index;
+        let kv = durable.snapshot.state.clone();
         let server = Server {
             config,
             durable,
-            commit_index: LogIndex(0),
-            last_applied: LogIndex(0),
+            commit_index: applied,
+            last_applied: applied,
             role: Role::Follower { leader: None },
-            kv: KvState::new(),
+            kv,
         };
         let mut out = Output::default();
         out.set_timer(Timer::Election);
@@ -64,8 +68,10 @@ impl Server {
             return out.ignore("message from a server outside the cluster");
         }
         if msg.term() > self.current_term() {
-            // Only an AppendEntries proves who leads the new term.
-            let leader = matches!(msg, PeerMsg::AppendEntries { .. }).then_some(from);
+            // Only an AppendEntries or InstallSnapshot proves who leads the new term.
+            let from_leader =
+                matches!(msg, PeerMsg::AppendEntries { .. } | PeerMsg::InstallSnapshot { .. });
+            let leader = from_leader.then_some(from);
             self.become_follower(msg.term(), leader, out);
         }
         match msg {
@@ -81,10 +87,13 @@ impl Server {
                     entries,
                     leader_commit,
                 };
-                self.on_append_entries(from, &request, out);
+                self.on_append_entries(from, request, out);
             }
             PeerMsg::AppendReply { term, success, match_index, conflict_index } => {
                 self.on_append_reply(from, term, success, match_index, conflict_index, out);
+            }
+            PeerMsg::InstallSnapshot { term, snapshot } => {
+                self.on_install_snapshot(from, term, snapshot, out);
             }
         }
     }

@@ -173,6 +173,11 @@ pub enum PeerMsg {
     /// (`prev_log_index + entries.len()`), so the leader learns exactly what was acknowledged.
     /// On failure `conflict_index` is where the leader should retry from (fast back-up, §5.3).
     AppendReply { term: Term, success: bool, match_index: LogIndex, conflict_index: LogIndex },
+    /// InstallSnapshot RPC (§7, Figure 13), sent instead of AppendEntries when the follower
+    /// needs entries the leader has compacted away. The whole snapshot travels in one message
+    /// (no chunking: a snapshot is bounded by the key/value data, and the frame limit applies).
+    /// The follower answers with an `AppendReply` acknowledging `snapshot.last_index`.
+    InstallSnapshot { term: Term, snapshot: crate::snapshot::Snapshot },
 }
 
 impl PeerMsg {
@@ -182,7 +187,8 @@ impl PeerMsg {
             PeerMsg::RequestVote { term, .. }
             | PeerMsg::VoteReply { term, .. }
             | PeerMsg::AppendEntries { term, .. }
-            | PeerMsg::AppendReply { term, .. } => *term,
+            | PeerMsg::AppendReply { term, .. }
+            | PeerMsg::InstallSnapshot { term, .. } => *term,
         }
     }
 }
@@ -213,6 +219,7 @@ impl fmt::Display for PeerMsg {
                     write!(f, "AppendReply {term} reject retry-from={conflict_index}")
                 }
             }
+            PeerMsg::InstallSnapshot { term, snapshot } => write!(f, "InstallSnapshot {term} {snapshot}"),
         }
     }
 }

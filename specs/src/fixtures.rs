@@ -49,6 +49,7 @@ pub(crate) fn server(id: u32, term: u64, log: &[Entry]) -> Server {
         current_term: Term(term),
         voted_for: None,
         log: Log::new(),
+        ..Durable::default()
     };
     for e in log {
         durable.log.push(e.clone());

@@ -67,7 +67,7 @@ pub fn log_from(entries: &[Entry]) -> Log {
 }
 
 pub fn durable(term: u64, voted_for: Option<u32>, log: Log) -> Durable {
-    Durable { current_term: Term(term), voted_for: voted_for.map(NodeId), log }
+    Durable { current_term: Term(term), voted_for: voted_for.map(NodeId), log, ..Durable::default() }
 }
 
 // ---------------------------------------------------------------------------------------------
