@@ -1,13 +1,13 @@
 //! The ghost record: what the checks need to remember that the servers' current states alone
-//! cannot show — who led each term, what was ever committed (and from which term), and which
-//! commands each server's state machine has executed in its current incarnation.
+//! cannot show — who led each term, what was ever committed (and from which term), and at
+//! which log index each command was executed.
 //!
 //! Whoever drives the servers (model checker, simulator, test) feeds it: `observe_server` for
 //! states that appear without a step (initial states), `observe_step` after every step, and
 //! `observe_restart` after a crash and restore. It is hashed into every explored state, so it
 //! keeps only persistent `im` collections and the *first* violation of each kind.
 
-use model::{ClientId, Entry, LogIndex, NodeId, Note, Output, Seq, Server, Term};
+use model::{ClientId, DurableChange, Entry, Log, LogIndex, NodeId, Note, Output, Seq, Server, Term};
 use serde::{Deserialize, Serialize};
 
 /// Two different servers were seen leading the same term (Election Safety, §5.2).
@@ -30,15 +30,16 @@ pub struct CommitConflict {
     pub term: Term,
 }
 
-/// A server's state machine executed the same (client, seq) twice in one incarnation
-/// (at-most-once, Raft §8).
+/// A (client, seq) was executed at two different log indices (at-most-once, Raft §8): the
+/// command took effect twice in the replicated state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoubleExecution {
-    pub server: NodeId,
     pub client: ClientId,
     pub seq: Seq,
-    /// The log index of the second execution.
-    pub index: LogIndex,
+    /// Where it was first executed, and by which server.
+    pub first: (LogIndex, NodeId),
+    /// Where it was executed again, and by which server.
+    pub second: (LogIndex, NodeId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -53,9 +54,12 @@ pub struct Ghost {
     pub committed: im::OrdMap<LogIndex, (Entry, Term)>,
     /// The first time a server committed an entry different from one committed before.
     pub commit_conflict: Option<CommitConflict>,
-    /// Per server, the (client, seq) its state machine executed since it last (re)started.
-    pub executed: im::OrdMap<NodeId, im::OrdSet<(ClientId, Seq)>>,
-    /// The first time a server executed a (client, seq) it had already executed.
+    /// For each (client, seq) any server's state machine executed: the log index where, and
+    /// the first server seen doing so. Servers apply the same committed log, so a correct
+    /// cluster executes a command at one index only, whether a server applies it once, again
+    /// after a restart, or receives it inside a snapshot.
+    pub executed: im::OrdMap<(ClientId, Seq), (LogIndex, NodeId)>,
+    /// The first time a (client, seq) was executed at a second index.
     pub double_execution: Option<DoubleExecution>,
 }
 
@@ -78,14 +82,25 @@ impl Ghost {
     /// Records the leadership and the commits of a state that appeared without a step.
     pub fn observe_server(&mut self, s: &Server) {
         self.observe_leadership(s);
-        self.observe_commits(s, LogIndex(0));
+        self.observe_commits(s, s.log(), LogIndex(0));
     }
 
     /// Records one step of one server: `before` and `after` are its states around the step and
     /// `out` is what the step returned (its `Note::Applied` notes are the executions).
+    ///
+    /// Commits are read from the log as it stood before any snapshot of this step compacted it
+    /// (`before`'s log with the step's other durable changes replayed), so that entries
+    /// committed, applied and compacted in one step are still seen.
     pub fn observe_step(&mut self, before: &Server, after: &Server, out: &Output) {
         self.observe_leadership(after);
-        self.observe_commits(after, before.commit_index);
+        let mut durable = before.durable.clone();
+        let uncompacted = out
+            .persist
+            .iter()
+            .filter(|c| !matches!(c, DurableChange::Snapshot(_)))
+            .try_for_each(|c| durable.apply(c));
+        let log = if uncompacted.is_ok() { &durable.log } else { after.log() };
+        self.observe_commits(after, log, before.commit_index);
         for note in &out.notes {
             if let Note::Applied { index, command, .. } = note {
                 self.observe_execution(after.id(), *index, command.client, command.seq);
@@ -93,14 +108,9 @@ impl Ghost {
         }
     }
 
-    /// Records a crash and restore of `restored.id()`: its state machine starts again from
-    /// empty, so it may execute every command again.
-    ///
-    /// Once snapshots exist, a server restored from a snapshot starts from the snapshot's
-    /// state machine instead; re-executing a command the snapshot already holds would then be
-    /// missed here (the state machine's session table, restored with it, is what prevents it).
+    /// Records a crash and restore of `restored.id()`. Its state machine starts again from its
+    /// snapshot and re-executes the entries after it, at the same indices as before.
     pub fn observe_restart(&mut self, restored: &Server) {
-        self.executed.remove(&restored.id());
         self.observe_server(restored);
     }
 
@@ -124,9 +134,8 @@ impl Ghost {
         }
     }
 
-    /// Records the entries `s` holds committed above index `above`.
-    fn observe_commits(&mut self, s: &Server, above: LogIndex) {
-        let log = s.log();
+    /// Records the entries of `log` (`s`'s) that `s` has committed above index `above`.
+    fn observe_commits(&mut self, s: &Server, log: &Log, above: LogIndex) {
         let top = s.commit_index.min(log.last_index());
         let mut index = above.max(log.start_index()).next();
         while index <= top {
@@ -165,14 +174,15 @@ impl Ghost {
     }
 
     fn observe_execution(&mut self, server: NodeId, index: LogIndex, client: ClientId, seq: Seq) {
-        let set = self.executed.entry(server).or_default();
-        if set.insert((client, seq)).is_some() && self.double_execution.is_none() {
-            self.double_execution = Some(DoubleExecution {
-                server,
-                client,
-                seq,
-                index,
-            });
+        match self.executed.get(&(client, seq)).copied() {
+            None => {
+                self.executed.insert((client, seq), (index, server));
+            }
+            Some(first) if first.0 != index && self.double_execution.is_none() => {
+                let second = (index, server);
+                self.double_execution = Some(DoubleExecution { client, seq, first, second });
+            }
+            Some(_) => {}
         }
     }
 }
@@ -252,27 +262,37 @@ mod tests {
     }
 
     #[test]
-    fn a_second_execution_is_recorded_until_restart() {
+    fn re_executing_at_the_same_index_is_fine_at_another_is_not() {
         let e = entry(1, 1, "a");
         let s = server(2, 1, std::slice::from_ref(&e));
-        let out = Output {
-            notes: vec![applied_note(1, &e)],
+        let at = |index| Output {
+            notes: vec![applied_note(index, &e)],
             ..Output::default()
         };
         let mut ghost = Ghost::new();
-        ghost.observe_step(&s, &s, &out);
-        assert_eq!(ghost.double_execution, None);
+        ghost.observe_step(&s, &s, &at(1));
         ghost.observe_restart(&s);
-        ghost.observe_step(&s, &s, &out);
-        assert_eq!(
-            ghost.double_execution, None,
-            "a restarted server replays from empty"
-        );
-        ghost.observe_step(&s, &s, &out);
-        let d = ghost.double_execution.expect("executed twice");
-        assert_eq!(
-            (d.server, d.client, d.seq),
-            (NodeId(2), ClientId(1), Seq(1))
-        );
+        ghost.observe_step(&s, &s, &at(1));
+        let other = server(3, 1, std::slice::from_ref(&e));
+        ghost.observe_step(&other, &other, &at(1));
+        assert_eq!(ghost.double_execution, None, "a restart or another server replays i1");
+        ghost.observe_step(&other, &other, &at(2));
+        let d = ghost.double_execution.expect("executed at i1 and i2");
+        assert_eq!((d.client, d.seq), (ClientId(1), Seq(1)));
+        assert_eq!((d.first, d.second), ((LogIndex(1), NodeId(2)), (LogIndex(2), NodeId(3))));
+    }
+
+    #[test]
+    fn commits_compacted_within_the_step_are_seen() {
+        let log = [entry(1, 1, "a")];
+        let before = server(1, 1, &log);
+        let mut after = applied(server(1, 1, &log), 1);
+        let snapshot = model::Snapshot { last_index: LogIndex(1), last_term: Term(1), state: after.kv.clone() };
+        after.durable.log.compact_to(LogIndex(1));
+        after.durable.snapshot = snapshot.clone();
+        let out = Output { persist: vec![DurableChange::Snapshot(snapshot)], ..Output::default() };
+        let mut ghost = Ghost::new();
+        ghost.observe_step(&before, &after, &out);
+        assert_eq!(ghost.committed.get(&LogIndex(1)), Some(&(log[0].clone(), Term(1))));
     }
 }

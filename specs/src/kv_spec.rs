@@ -63,16 +63,24 @@ impl KvSpec {
     /// The at-most-once reference: runs `commands` in order, skipping every command whose seq
     /// is not greater than the last seq run for its client (a retry or an older request).
     pub fn replay_dedup<'a>(commands: impl IntoIterator<Item = &'a Command>) -> KvSpec {
+        KvSpec::replay_sessions(commands).0
+    }
+
+    /// [`KvSpec::replay_dedup`], also returning the session table it implies: for each client,
+    /// the last seq run and what that run returned (what a retry must be answered with).
+    pub fn replay_sessions<'a>(
+        commands: impl IntoIterator<Item = &'a Command>,
+    ) -> (KvSpec, BTreeMap<ClientId, (Seq, OpOutput)>) {
         let mut spec = KvSpec::new();
-        let mut last: BTreeMap<ClientId, Seq> = BTreeMap::new();
+        let mut last: BTreeMap<ClientId, (Seq, OpOutput)> = BTreeMap::new();
         for command in commands {
-            let seen = last.get(&command.client).copied().unwrap_or(Seq(0));
+            let seen = last.get(&command.client).map_or(Seq(0), |(seq, _)| *seq);
             if command.seq > seen {
-                last.insert(command.client, command.seq);
-                spec.apply(&command.op);
+                let output = spec.apply(&command.op);
+                last.insert(command.client, (command.seq, output));
             }
         }
-        spec
+        (spec, last)
     }
 
     /// The first key on which this store and `other` read differently (a missing key and a key
@@ -150,6 +158,22 @@ mod tests {
             cmd(1, 1, append("x", "a")), // older than c1#2: skipped
         ];
         assert_eq!(KvSpec::replay_dedup(&commands).get("x"), "abc");
+    }
+
+    #[test]
+    fn replay_sessions_keeps_each_clients_last_run_and_reply() {
+        let commands = [
+            cmd(1, 1, put("x", "a")),
+            cmd(2, 4, get("x")),
+            cmd(1, 2, append("x", "b")),
+            cmd(2, 4, get("x")), // retry: keeps the first reply
+            cmd(2, 5, get("x")),
+        ];
+        let (spec, sessions) = KvSpec::replay_sessions(&commands);
+        assert_eq!(spec.get("x"), "ab");
+        assert_eq!(sessions.get(&ClientId(1)), Some(&(Seq(2), OpOutput::Done)));
+        assert_eq!(sessions.get(&ClientId(2)), Some(&(Seq(5), value("ab"))));
+        assert_eq!(sessions.len(), 2);
     }
 
     #[test]

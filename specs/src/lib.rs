@@ -29,6 +29,7 @@ pub mod kv_spec;
 pub mod leader_completeness;
 pub mod linearizability;
 pub mod log_matching;
+pub mod snapshot_content;
 pub mod state_machine_safety;
 pub mod violation;
 
@@ -44,6 +45,7 @@ pub use kv_spec::KvSpec;
 pub use leader_completeness::leader_completeness;
 pub use linearizability::{check, check_timed, History, Operation, TimedOp, Verdict};
 pub use log_matching::log_matching;
+pub use snapshot_content::snapshot_content;
 pub use state_machine_safety::state_machine_safety;
 pub use violation::Violation;
 
@@ -63,12 +65,15 @@ pub const APPLIED_MONOTONIC: &str = "applied state never goes back";
 pub const AT_MOST_ONCE: &str = "at most once";
 /// Raft Figure 2 / §7: `start_index <= last_applied <= commit_index <= last_index`.
 pub const COMMIT_BOUNDS: &str = "last_applied <= commit_index <= last log index";
+/// Raft §7 and §8: a snapshot is the state machine (data and duplicate table) of the committed
+/// prefix it claims.
+pub const SNAPSHOT_CONTENT: &str = "a snapshot is the state machine of its committed prefix";
 /// Herlihy & Wing 1990: the clients' history has a legal sequential order respecting real time.
 pub const LINEARIZABLE: &str = "linearizable";
 
 /// Every single-state invariant over all servers' current states and the ghost, cheapest
 /// first: at-most-once, commit bounds, election safety, log matching, leader completeness,
-/// state machine safety. ([`applied_monotonic`] relates two states, so it is checked per step.)
+/// state machine safety, snapshot content. ([`applied_monotonic`] relates two states, so it is checked per step.)
 ///
 /// # Errors
 /// The first [`Violation`] found.
@@ -78,7 +83,8 @@ pub fn check_all(servers: &[Server], ghost: &Ghost) -> Result<(), Violation> {
     election_safety(servers, ghost)?;
     log_matching(servers)?;
     leader_completeness(servers, ghost)?;
-    state_machine_safety(servers, ghost)
+    state_machine_safety(servers, ghost)?;
+    snapshot_content(servers, ghost)
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
 //! Log Matching (Raft paper, Figure 3 and §5.3): if two logs contain an entry with the same
 //! index and term, then the logs are identical in all entries up through the given index.
 //!
+//! Within one log, terms never decrease from its start on: a leader appends only entries of
+//! its own term after everything it holds, and a follower keeps only a prefix matching the
+//! leader's (§5.3) — a log with a term going down holds a suffix no leader ever sent after
+//! that prefix, and Log Matching between it and that leader's log can then no longer hold.
+//! This is checked first, per log.
+//!
 //! Compared over what each log holds. A log's start `(start_index, start_term)` (the last
 //! entry a snapshot covers; `(0, 0)` without one) counts as a known point whose term is
 //! known but whose command is not; entries below it are not held and are not compared.
@@ -15,10 +21,31 @@ use model::{Entry, Log, LogIndex, Server, Term};
 /// A [`Violation`] of [`LOG_MATCHING`] naming both servers, the matching (index, term) and
 /// the index below it where they differ.
 pub fn log_matching(servers: &[Server]) -> Result<(), Violation> {
+    servers.iter().try_for_each(terms_never_decrease)?;
     for (k, a) in servers.iter().enumerate() {
         for b in &servers[k + 1..] {
             logs_match(a, b)?;
         }
+    }
+    Ok(())
+}
+
+fn terms_never_decrease(s: &Server) -> Result<(), Violation> {
+    let log = s.log();
+    let mut previous = (log.start_index(), log.start_term());
+    for (index, entry) in log.iter() {
+        if entry.term < previous.1 {
+            let detail = format!(
+                "{} holds {} at {} after {} at {}: terms go down",
+                s.id(),
+                entry.term,
+                index,
+                previous.1,
+                previous.0
+            );
+            return Err(Violation::new(LOG_MATCHING, detail));
+        }
+        previous = (index, entry.term);
     }
     Ok(())
 }
@@ -159,5 +186,14 @@ mod tests {
             err.detail.contains("differ at i2: snapshot point of t2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_log_whose_terms_go_down_after_its_snapshot_is_rejected() {
+        let mut s = server(1, 3, &[entry(1, 1, "a"), entry(1, 2, "b")]);
+        s.durable.log.cut_prefix(LogIndex(1), Term(2)); // keeps i2 of t1 after a t2 snapshot
+        let err = log_matching(&[s]).unwrap_err();
+        assert_eq!(err.property, LOG_MATCHING);
+        assert!(err.detail.contains("n1 holds t1 at i2 after t2 at i1"), "{err}");
     }
 }
