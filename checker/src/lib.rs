@@ -38,7 +38,7 @@ impl Model for System {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        properties::all()
+        properties::for_setup(&self.setup)
     }
 
     fn within_boundary(&self, state: &SysState) -> bool {

@@ -81,8 +81,13 @@ struct Cli {
     /// Seed of the random walks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Servers take a snapshot once their durable Raft state (term, vote, log) reaches this
+    /// many bytes; 1 snapshots after every applied entry (default: never).
+    #[arg(long)]
+    max_raft_state: Option<u64>,
     /// Switch on a deliberately broken rule of the core (needs `--features bugs`):
-    /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads.
+    /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads,
+    /// snapshot_without_sessions, accept_stale_snapshot, truncate_wrong_suffix.
     #[arg(long)]
     bug: Option<String>,
     /// Symmetry reduction over servers (depth-first only): explore one state per class of
@@ -125,6 +130,7 @@ impl Cli {
             max_log: self.max_log,
             clerk_timeouts: !self.no_clerk_timeouts,
             heartbeats: !self.no_heartbeats,
+            max_raft_state: self.max_raft_state,
             bug,
         };
         setup.validate()?;
@@ -179,6 +185,7 @@ fn suite(cli: &Cli) -> ExitCode {
         ("2 servers: leader change, clerk retries, heartbeats", Setup { max_term: 2, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
         ("2 servers: duplicated messages", Setup { delivery: Delivery::Duplicate, max_log: 1, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
         ("2 servers: FIFO links, loss, Append then Get", Setup { delivery: Delivery::Fifo, lossy: true, ops_per_clerk: 2, clerk_timeouts: true, heartbeats: true, ..two.clone() }),
+        ("3 servers, 1 clerk: a snapshot after every entry (--max-raft-state 1), a crash", Setup { clerks: 1, ops_per_clerk: 2, max_crashes: 1, max_raft_state: Some(1), ..base.clone() }),
     ];
     let mut failed = false;
     let mut reached: Vec<(&'static str, String)> = Vec::new();

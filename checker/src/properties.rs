@@ -2,6 +2,7 @@
 //! reachability (`sometimes`) proving that the interesting states are actually explored, so
 //! that no safety verdict holds vacuously.
 
+use crate::setup::Setup;
 use crate::system::{SysState, System};
 use model::{ClientId, Op, OpOutput, Seq, Server};
 use stateright::{Expectation, Property};
@@ -9,6 +10,13 @@ use stateright::{Expectation, Property};
 /// Every server's current state (crashed ones as their durable state would restore them).
 pub fn servers(s: &SysState) -> Vec<Server> {
     s.nodes.iter().map(|n| n.server.clone()).collect()
+}
+
+/// The properties checked under `setup`: every property, except that the snapshot
+/// reachability goals are only asked of setups that take snapshots.
+pub fn for_setup(setup: &Setup) -> Vec<Property<System>> {
+    let snapshots = setup.max_raft_state.is_some();
+    all().into_iter().filter(|p| snapshots || !SNAPSHOT_GOALS.contains(&p.name)).collect()
 }
 
 /// All properties, cheapest first.
@@ -26,12 +34,17 @@ pub fn all() -> Vec<Property<System>> {
         Property::always(specs::STATE_MACHINE_SAFETY, |_, s: &SysState| {
             specs::state_machine_safety(&servers(s), &s.ghost).is_ok()
         }),
+        Property::always(specs::SNAPSHOT_CONTENT, |_, s: &SysState| specs::snapshot_content(&servers(s), &s.ghost).is_ok()),
         Property::sometimes(LEADER_ELECTED, |_, s: &SysState| s.nodes.iter().any(|n| n.server.is_leader())),
         Property::sometimes(OPERATION_COMPLETES, |_, s: &SysState| s.history.iter().any(|op| op.output.is_some())),
         Property::sometimes(GET_SEES_APPEND, |_, s: &SysState| get_sees_append(s)),
         Property::sometimes(DUPLICATE_SUPPRESSED, |_, s: &SysState| s.nodes.iter().any(|n| applied_twice(&n.server))),
         Property::sometimes(RETRIED_AT_NEW_LEADER, |_, s: &SysState| retried_at_new_leader(s)),
         Property::sometimes(CRASH_RECOVERED, |_, s: &SysState| recovered_and_caught_up(s)),
+        Property::sometimes(SNAPSHOT_INSTALLED, |_, s: &SysState| s.nodes.iter().any(|n| n.installed_snapshot)),
+        Property::sometimes(RESTORED_FROM_SNAPSHOT, |_, s: &SysState| {
+            s.nodes.iter().any(|n| n.up && n.restored_from.is_some_and(|i| n.server.last_applied > i))
+        }),
     ]
 }
 
@@ -41,6 +54,10 @@ pub const GET_SEES_APPEND: &str = "a Get returns a value written by an Append";
 pub const DUPLICATE_SUPPRESSED: &str = "a retried request is suppressed as a duplicate";
 pub const RETRIED_AT_NEW_LEADER: &str = "a leader changes with a request pending";
 pub const CRASH_RECOVERED: &str = "a crashed server recovers and catches up";
+pub const SNAPSHOT_INSTALLED: &str = "a follower installs a leader's snapshot";
+pub const RESTORED_FROM_SNAPSHOT: &str = "a server restarts from a snapshot, then applies more entries";
+/// Reachable only when servers take snapshots.
+pub const SNAPSHOT_GOALS: [&str; 2] = [SNAPSHOT_INSTALLED, RESTORED_FROM_SNAPSHOT];
 
 /// The expectation of the property with this name.
 pub fn expectation(name: &str) -> Option<Expectation> {
@@ -120,6 +137,7 @@ pub fn detail(name: &str, s: &SysState) -> Option<String> {
         specs::LOG_MATCHING => specs::log_matching(&servers),
         specs::LEADER_COMPLETENESS => specs::leader_completeness(&servers, &s.ghost),
         specs::STATE_MACHINE_SAFETY => specs::state_machine_safety(&servers, &s.ghost),
+        specs::SNAPSHOT_CONTENT => specs::snapshot_content(&servers, &s.ghost),
         _ => return None,
     };
     result.err().map(|v| v.to_string())

@@ -249,5 +249,17 @@ pub fn describe_trace(system: &System, trace: &[Action]) -> String {
 /// The violation detail of property `name` in the last state of `trace`, when `specs` gives one.
 pub fn violation_detail(system: &System, name: &str, trace: &[Action]) -> Option<String> {
     let path = Path::from_actions(system, system.initial_state(), trace)?;
+    if name == specs::APPLIED_MONOTONIC {
+        // A property of a step, not of a state: find the step that went back (not always the
+        // last one: the flag stays down once a step lowered it).
+        let states = path.into_states();
+        return states.windows(2).enumerate().find_map(|(k, pair)| {
+            let went_back = pair[0].nodes.iter().zip(&pair[1].nodes).find_map(|(b, a)| {
+                let same_incarnation = b.up && a.up; // a crash resets the volatile state
+                same_incarnation.then(|| specs::applied_monotonic(&b.server, &a.server).err()).flatten()
+            })?;
+            Some(format!("{went_back} (step {})", k + 1))
+        });
+    }
     properties::detail(name, path.last_state())
 }

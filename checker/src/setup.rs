@@ -39,6 +39,8 @@ pub struct Setup {
     /// Leaders' heartbeat timers may fire (otherwise followers hear from a leader only when a
     /// client request makes it send, which keeps bug hunts small).
     pub heartbeats: bool,
+    /// Servers snapshot once their durable Raft state reaches this many bytes (`None`: never).
+    pub max_raft_state: Option<u64>,
     /// A deliberately broken rule of the core (needs the `bugs` feature).
     pub bug: Option<Bug>,
 }
@@ -60,6 +62,7 @@ impl Default for Setup {
             max_log: 3,
             clerk_timeouts: true,
             heartbeats: true,
+            max_raft_state: None,
             bug: None,
         }
     }
@@ -83,6 +86,7 @@ impl Setup {
             max_log: 1,
             clerk_timeouts: false,
             heartbeats: false,
+            max_raft_state: None,
             bug: None,
         }
     }
@@ -110,10 +114,10 @@ impl Setup {
     /// letter per operation), so a duplicated Append shows up as a doubled letter.
     pub fn op(&self, c: ClientId, j: u32) -> Op {
         let n = u32::try_from(c.0 - 1).unwrap_or(0) * self.ops_per_clerk + j;
-        let key = if self.keys > 1 && (u32::try_from(c.0).unwrap_or(0) + j / 2) % 2 == 0 { "y" } else { "x" };
+        let key = if self.keys > 1 && (u32::try_from(c.0).unwrap_or(0) + j / 2).is_multiple_of(2) { "y" } else { "x" };
         let key = key.to_string();
         let value = char::from(b'a' + u8::try_from(n % 26).unwrap_or(0)).to_string();
-        match (c.0 % 2 == 1, j % 2 == 0) {
+        match (c.0 % 2 == 1, j.is_multiple_of(2)) {
             (true, true) => Op::Append { key, value },
             (false, false) => Op::Put { key, value },
             _ => Op::Get { key },
@@ -133,6 +137,9 @@ impl Setup {
         }
         if !(1..=2).contains(&self.keys) {
             return Err(format!("--keys must be 1 or 2 (got {})", self.keys));
+        }
+        if self.max_raft_state == Some(0) {
+            return Err("--max-raft-state must be at least 1 byte".into());
         }
         if self.max_term == 0 {
             return Err("--max-term must be at least 1 (no leader can exist in term 0)".into());
@@ -161,6 +168,9 @@ impl fmt::Display for Setup {
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
         if let Some(e) = self.max_elections {
             write!(f, ", election timeouts <= {e}")?;
+        }
+        if let Some(bytes) = self.max_raft_state {
+            write!(f, "\nsnapshots: when the durable Raft state reaches {bytes} bytes")?;
         }
         if let Some(bug) = self.bug {
             write!(f, "\nBROKEN VARIANT: {bug}")?;

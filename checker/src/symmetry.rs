@@ -69,7 +69,6 @@ impl Renaming<'_> {
     fn ghost(&self, g: &Ghost) -> Ghost {
         let mut g = g.clone();
         g.leaders = g.leaders.iter().map(|(&t, &n)| (t, self.id(n))).collect();
-        g.executed = g.executed.iter().map(|(&n, set)| (self.id(n), set.clone())).collect();
         if let Some(d) = &mut g.double_leader {
             d.first = self.id(d.first);
             d.second = self.id(d.second);

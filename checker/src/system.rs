@@ -12,7 +12,7 @@
 use crate::setup::{Delivery, Setup};
 use model::{
     clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint,
-    Envelope, Input, NodeId, Output, PeerMsg, Server, TimerCommand, Timer, Wire,
+    Envelope, Input, LogIndex, NodeId, Note, Output, PeerMsg, Server, TimerCommand, Timer, Wire,
 };
 use specs::{Ghost, History};
 use std::fmt::{self, Write as _};
@@ -28,6 +28,10 @@ pub struct Node {
     pub heartbeat_armed: bool,
     /// The server has crashed and restarted at least once.
     pub restarted: bool,
+    /// The snapshot index the server last restarted from, when it had a snapshot.
+    pub restored_from: Option<LogIndex>,
+    /// The server has installed a snapshot sent by a leader.
+    pub installed_snapshot: bool,
 }
 
 /// One clerk, its position in its script, and its retry timer.
@@ -111,7 +115,7 @@ impl System {
 
     /// The core's configuration for server `id` under this setup.
     pub fn config(&self, id: NodeId) -> Config {
-        let config = Config::new(id, &self.setup.server_ids());
+        let config = Config { max_raft_state: self.setup.max_raft_state, ..Config::new(id, &self.setup.server_ids()) };
         match self.setup.bug {
             Some(bug) => config.with_bug(bug).expect("bug variants compiled in (validated by the CLI)"),
             None => config,
@@ -127,7 +131,15 @@ impl System {
             .map(|id| {
                 let (server, out) = Server::restore(self.config(id), Durable::default());
                 ghost.observe_server(&server);
-                let mut node = Node { server, up: true, election_armed: false, heartbeat_armed: false, restarted: false };
+                let mut node = Node {
+                    server,
+                    up: true,
+                    election_armed: false,
+                    heartbeat_armed: false,
+                    restarted: false,
+                    restored_from: None,
+                    installed_snapshot: false,
+                };
                 arm(&mut node, &out);
                 node
             })
@@ -286,6 +298,9 @@ impl System {
             s.monotonic = false;
         }
         s.ghost.observe_step(&node.server, &after, &out);
+        if out.notes.iter().any(|n| matches!(n, Note::SnapshotInstalled { .. })) {
+            node.installed_snapshot = true;
+        }
         node.server = after;
         arm(node, &out);
         let Output { send, reply, .. } = out;
@@ -348,7 +363,7 @@ impl System {
     fn crash(&self, s: &mut SysState, n: NodeId) {
         let node = &mut s.nodes[node_index(n)];
         let (server, _) = Server::restore(self.config(n), node.server.durable.clone());
-        *node = Node { server, up: false, election_armed: false, heartbeat_armed: false, restarted: node.restarted };
+        *node = Node { server, up: false, election_armed: false, heartbeat_armed: false, ..node.clone() };
         s.crashes += 1;
     }
 
@@ -359,7 +374,17 @@ impl System {
             let _ = write!(t, "server {} restored from its durable state\n{out}  now: {server}\n", n.0);
         }
         s.ghost.observe_restart(&server);
-        *node = Node { server, up: true, election_armed: false, heartbeat_armed: false, restarted: true };
+        let snapshot = server.durable.snapshot.last_index;
+        let restored_from = (snapshot > LogIndex(0)).then_some(snapshot);
+        *node = Node {
+            server,
+            up: true,
+            election_armed: false,
+            heartbeat_armed: false,
+            restarted: true,
+            restored_from,
+            installed_snapshot: node.installed_snapshot,
+        };
         arm(node, &out);
     }
 

@@ -7,7 +7,8 @@
 //! checked (see `harness`).
 //!
 //! Commands:
-//! - `nodes N` — a fresh cluster of servers 1..=N
+//! - `nodes N [max_raft_state=B]` — a fresh cluster of servers 1..=N (that snapshot once their
+//!   Raft state reaches B bytes)
 //! - `timeout N election|heartbeat` — fire a server's timer
 //! - `deliver A->B [dup] [newest]` — deliver the oldest message from A to B (`newest`: the
 //!   newest one; `dup`: keep a copy in flight); ends are server numbers or `cK` for clerk K
@@ -18,6 +19,8 @@
 //! - `request N client=C seq=S OP` — a raw client request to server N
 //! - `clerk C OP` — clerk C invokes OP; `clerk C timeout` — its retry timer fires
 //! - `state [N]`, `network`, `completed` — print servers, in-flight messages, clerk results
+//! - `sizes` — print each server's durable Raft state size (what `max_raft_state` bounds) and
+//!   its snapshot with the snapshot's size
 //!
 //! OP is `get KEY`, `put KEY VALUE` or `append KEY VALUE`.
 
@@ -56,8 +59,13 @@ fn field<'a>(word: &'a str, name: &str) -> &'a str {
 
 /// Runs one command against the cluster, appending its output to `text`.
 fn run_command(cluster: &mut Option<Cluster>, words: &[&str], text: &mut String) {
-    if let ["nodes", n] = words {
-        let (c, out) = Cluster::new(n.parse().expect("node count"));
+    if let ["nodes", n, options @ ..] = words {
+        let max_raft_state = match options {
+            [] => None,
+            [limit] => Some(field(limit, "max_raft_state").parse().expect("bytes")),
+            _ => panic!("bad options {options:?}"),
+        };
+        let (c, out) = Cluster::new(n.parse().expect("node count"), max_raft_state);
         text.push_str(&out);
         *cluster = Some(c);
         return;
@@ -105,6 +113,14 @@ fn run_command(cluster: &mut Option<Cluster>, words: &[&str], text: &mut String)
         ["network"] => {
             for e in &c.network {
                 let _ = writeln!(text, "{}->{} {}", e.from, e.to, e.wire);
+            }
+        }
+        ["sizes"] => {
+            let live = c.servers.iter().map(|(id, s)| (id, &s.durable));
+            for (id, durable) in live.chain(&c.crashed) {
+                let snapshot = &durable.snapshot;
+                let (raft_state, bytes) = (durable.raft_state_size(), snapshot.encoded_size());
+                let _ = writeln!(text, "{id} raft state {raft_state} bytes, {snapshot} ({bytes} bytes)");
             }
         }
         ["completed"] => {
@@ -172,4 +188,9 @@ transcripts!(
     duplicate_delivery,
     crash_restart_each_role,
     stale_append_truncates_nothing,
+    snapshot_at_threshold,
+    install_snapshot_catch_up,
+    retry_after_snapshot_install_applies_once,
+    crash_restart_from_snapshot,
+    stale_install_snapshot_ignored,
 );

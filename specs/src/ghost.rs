@@ -36,10 +36,11 @@ pub struct CommitConflict {
 pub struct DoubleExecution {
     pub client: ClientId,
     pub seq: Seq,
-    /// Where it was first executed, and by which server.
-    pub first: (LogIndex, NodeId),
+    /// Where it was first executed.
+    pub first: LogIndex,
     /// Where it was executed again, and by which server.
-    pub second: (LogIndex, NodeId),
+    pub second: LogIndex,
+    pub server: NodeId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -54,11 +55,11 @@ pub struct Ghost {
     pub committed: im::OrdMap<LogIndex, (Entry, Term)>,
     /// The first time a server committed an entry different from one committed before.
     pub commit_conflict: Option<CommitConflict>,
-    /// For each (client, seq) any server's state machine executed: the log index where, and
-    /// the first server seen doing so. Servers apply the same committed log, so a correct
+    /// For each (client, seq) any server's state machine executed: the log index where (no
+    /// server: which one ran it first is not worth telling states apart). Servers apply the same committed log, so a correct
     /// cluster executes a command at one index only, whether a server applies it once, again
     /// after a restart, or receives it inside a snapshot.
-    pub executed: im::OrdMap<(ClientId, Seq), (LogIndex, NodeId)>,
+    pub executed: im::OrdMap<(ClientId, Seq), LogIndex>,
     /// The first time a (client, seq) was executed at a second index.
     pub double_execution: Option<DoubleExecution>,
 }
@@ -88,18 +89,21 @@ impl Ghost {
     /// Records one step of one server: `before` and `after` are its states around the step and
     /// `out` is what the step returned (its `Note::Applied` notes are the executions).
     ///
-    /// Commits are read from the log as it stood before any snapshot of this step compacted it
-    /// (`before`'s log with the step's other durable changes replayed), so that entries
-    /// committed, applied and compacted in one step are still seen.
+    /// When the server took a snapshot in this step, commits are read from the log as it stood
+    /// before the compaction (`before`'s log with the step's other durable changes replayed),
+    /// so that entries committed, applied and compacted in one step are still seen. (A
+    /// snapshot *installed* from a leader is not read that way: the entries it covers were
+    /// committed elsewhere, and the follower's own entries there may have been different.)
     pub fn observe_step(&mut self, before: &Server, after: &Server, out: &Output) {
         self.observe_leadership(after);
+        let taken = out.notes.iter().any(|n| matches!(n, Note::SnapshotTaken { .. }));
         let mut durable = before.durable.clone();
         let uncompacted = out
             .persist
             .iter()
             .filter(|c| !matches!(c, DurableChange::Snapshot(_)))
             .try_for_each(|c| durable.apply(c));
-        let log = if uncompacted.is_ok() { &durable.log } else { after.log() };
+        let log = if taken && uncompacted.is_ok() { &durable.log } else { after.log() };
         self.observe_commits(after, log, before.commit_index);
         for note in &out.notes {
             if let Note::Applied { index, command, .. } = note {
@@ -176,11 +180,10 @@ impl Ghost {
     fn observe_execution(&mut self, server: NodeId, index: LogIndex, client: ClientId, seq: Seq) {
         match self.executed.get(&(client, seq)).copied() {
             None => {
-                self.executed.insert((client, seq), (index, server));
+                self.executed.insert((client, seq), index);
             }
-            Some(first) if first.0 != index && self.double_execution.is_none() => {
-                let second = (index, server);
-                self.double_execution = Some(DoubleExecution { client, seq, first, second });
+            Some(first) if first != index && self.double_execution.is_none() => {
+                self.double_execution = Some(DoubleExecution { client, seq, first, second: index, server });
             }
             Some(_) => {}
         }
@@ -279,7 +282,7 @@ mod tests {
         ghost.observe_step(&other, &other, &at(2));
         let d = ghost.double_execution.expect("executed at i1 and i2");
         assert_eq!((d.client, d.seq), (ClientId(1), Seq(1)));
-        assert_eq!((d.first, d.second), ((LogIndex(1), NodeId(2)), (LogIndex(2), NodeId(3))));
+        assert_eq!((d.first, d.second, d.server), (LogIndex(1), LogIndex(2), NodeId(3)));
     }
 
     #[test]
@@ -290,7 +293,11 @@ mod tests {
         let snapshot = model::Snapshot { last_index: LogIndex(1), last_term: Term(1), state: after.kv.clone() };
         after.durable.log.compact_to(LogIndex(1));
         after.durable.snapshot = snapshot.clone();
-        let out = Output { persist: vec![DurableChange::Snapshot(snapshot)], ..Output::default() };
+        let out = Output {
+            persist: vec![DurableChange::Snapshot(snapshot)],
+            notes: vec![Note::SnapshotTaken { index: LogIndex(1) }],
+            ..Output::default()
+        };
         let mut ghost = Ghost::new();
         ghost.observe_step(&before, &after, &out);
         assert_eq!(ghost.committed.get(&LogIndex(1)), Some(&(log[0].clone(), Term(1))));

@@ -13,6 +13,8 @@ pub use model::{Envelope, Wire};
 /// The cluster under test.
 pub struct Cluster {
     pub members: Vec<NodeId>,
+    /// Every server's `Config::max_raft_state` (the same for all, and kept across restarts).
+    pub max_raft_state: Option<u64>,
     /// Live servers; a crashed server is absent here and present in `crashed`.
     pub servers: BTreeMap<NodeId, Server>,
     pub crashed: BTreeMap<NodeId, Durable>,
@@ -27,10 +29,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(n: u32) -> (Cluster, String) {
+    /// A fresh cluster of servers `1..=n` that snapshot at `max_raft_state` bytes (if any).
+    pub fn new(n: u32, max_raft_state: Option<u64>) -> (Cluster, String) {
         let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
         let mut cluster = Cluster {
             members: members.clone(),
+            max_raft_state,
             servers: BTreeMap::new(),
             crashed: BTreeMap::new(),
             clerks: BTreeMap::new(),
@@ -41,12 +45,17 @@ impl Cluster {
         };
         let mut text = String::new();
         for &id in &members {
-            let (server, _) = Server::restore(Config::new(id, &members), Durable::default());
+            let (server, _) = Server::restore(cluster.config(id), Durable::default());
             cluster.ghost.observe_server(&server);
             cluster.servers.insert(id, server);
         }
         cluster.check(&mut text);
         (cluster, text)
+    }
+
+    /// Server `id`'s configuration, the same at first start and at every restart.
+    fn config(&self, id: NodeId) -> Config {
+        Config { max_raft_state: self.max_raft_state, ..Config::new(id, &self.members) }
     }
 
     /// Runs every invariant from `specs`; a violation panics with the transcript so far.
@@ -182,7 +191,7 @@ impl Cluster {
             let _ = writeln!(text, "{} is not crashed", id.0);
             return;
         };
-        let (server, out) = Server::restore(Config::new(id, &self.members), durable);
+        let (server, out) = Server::restore(self.config(id), durable);
         let _ = writeln!(text, "{} restarted", id.0);
         text.push_str(&out.to_string());
         self.ghost.observe_restart(&server);
