@@ -123,7 +123,8 @@ impl Timing {
 }
 
 /// Size limits. Derived limits make sure that whatever a client may send also fits in every
-/// AppendEntries and WAL record that will carry it.
+/// AppendEntries and WAL record that will carry it, and that every snapshot a server keeps also
+/// fits in the InstallSnapshot frame that carries it to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The largest client frame (request) a server accepts.
@@ -134,30 +135,64 @@ pub struct Limits {
     pub peer_queue: usize,
     /// Replies queued per client connection before new ones are dropped (the clerk retries).
     pub client_queue: usize,
+    /// Snapshot once the persisted Raft state (`model::Durable::raft_state_size`: term, vote
+    /// and the retained log) reaches this many bytes; `None`: never (the log grows without
+    /// bound). The core's `Config::max_raft_state`.
+    pub max_raft_state: Option<u64>,
+    /// The largest snapshot (its encoded key/value map and session table) a server writes,
+    /// reads back, and sends or accepts in one InstallSnapshot frame. A snapshot is as large
+    /// as the key/value data, which nothing else bounds: a server whose snapshot outgrows this
+    /// stops with an error saying so (its data directory keeps the previous state), and is
+    /// restarted with a larger limit.
+    pub max_snapshot_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_request_bytes: 256 << 10, max_entries_per_append: 64, peer_queue: 1024, client_queue: 1024 }
+        Limits {
+            max_request_bytes: 256 << 10,
+            max_entries_per_append: 64,
+            peer_queue: 1024,
+            client_queue: 1024,
+            max_raft_state: None,
+            max_snapshot_bytes: 1 << 30,
+        }
     }
 }
 
 /// Per-entry encoding overhead bound beyond the client request itself (the entry's term).
 const ENTRY_OVERHEAD: usize = 16;
-/// Bound of an AppendEntries' fixed fields.
+/// Bound of an AppendEntries' fixed fields (also of an InstallSnapshot's, beyond the snapshot).
 const APPEND_OVERHEAD: usize = 64;
+/// The largest `max_snapshot_bytes` accepted: a frame's length is a `u32`, and a snapshot is
+/// built, encoded and sent as one value in memory.
+pub const MAX_SNAPSHOT_BYTES_CAP: usize = 1 << 31;
 
 impl Limits {
-    /// The largest peer frame: a full AppendEntries of maximal requests.
+    /// The largest AppendEntries frame: `max_entries_per_append` maximal requests.
     #[must_use]
-    pub fn max_peer_frame(&self) -> usize {
+    pub fn max_append_frame(&self) -> usize {
         self.max_entries_per_append.max(1) * (self.max_request_bytes + ENTRY_OVERHEAD) + APPEND_OVERHEAD
     }
 
-    /// The largest WAL record payload: one AppendEntries' worth of entries.
+    /// The largest peer frame: a full AppendEntries, or an InstallSnapshot carrying a snapshot
+    /// of `max_snapshot_bytes`.
+    #[must_use]
+    pub fn max_peer_frame(&self) -> usize {
+        self.max_append_frame().max(self.max_snapshot_bytes + APPEND_OVERHEAD)
+    }
+
+    /// The largest WAL record payload: one AppendEntries' worth of entries. (Snapshots are not
+    /// WAL records; they have their own files, bounded by `max_snapshot_bytes`.)
     #[must_use]
     pub fn max_record(&self) -> usize {
-        self.max_peer_frame()
+        self.max_append_frame()
+    }
+
+    /// What the storage needs to know of these limits.
+    #[must_use]
+    pub fn storage(&self) -> StorageLimits {
+        StorageLimits { max_record: self.max_record(), max_snapshot: self.max_snapshot_bytes }
     }
 
     /// The largest client reply frame: a Get's value is at most what appends built up, which
@@ -166,6 +201,76 @@ impl Limits {
     pub fn max_reply_frame(&self) -> usize {
         1 << 30
     }
+
+    /// # Errors
+    /// A one-line reason.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_entries_per_append == 0 || self.max_request_bytes == 0 {
+            return Err("size limits must be positive".into());
+        }
+        if self.max_raft_state == Some(0) {
+            return Err(MAX_RAFT_STATE_ZERO.into());
+        }
+        if self.max_snapshot_bytes == 0 || self.max_snapshot_bytes > MAX_SNAPSHOT_BYTES_CAP {
+            return Err(format!(
+                "the snapshot limit must be between 1 byte and {MAX_SNAPSHOT_BYTES_CAP} bytes, not {}",
+                self.max_snapshot_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Size limits of a data directory (see [`crate::storage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageLimits {
+    /// The largest WAL record payload written (larger appends are split).
+    pub max_record: usize,
+    /// The largest snapshot payload written or read.
+    pub max_snapshot: usize,
+}
+
+const MAX_RAFT_STATE_ZERO: &str =
+    "--max-raft-state must be at least 1 byte (leave it out to never snapshot)";
+
+/// Parses a byte count: `1000`, `64KiB`, `4MiB`, `1GiB` (also `k`, `M`, `G`, all powers of
+/// 1024).
+///
+/// # Errors
+/// A one-line reason.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("bad size {s:?}: expected e.g. 1000, 64KiB, 4MiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "k" | "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("bad size unit {other:?} in {s:?}: use KiB, MiB or GiB")),
+    };
+    value.checked_mul(1 << shift).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Parses `--max-raft-state`: a positive byte count (0 is refused with the reason).
+///
+/// # Errors
+/// A one-line reason.
+pub fn parse_max_raft_state(s: &str) -> Result<u64, String> {
+    match parse_bytes(s)? {
+        0 => Err(MAX_RAFT_STATE_ZERO.into()),
+        n => Ok(n),
+    }
+}
+
+/// Parses a positive byte count that must fit in memory (`usize`).
+///
+/// # Errors
+/// A one-line reason.
+pub fn parse_bytes_usize(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    usize::try_from(n).map_err(|_| format!("size {s:?} is too large for this machine"))
 }
 
 /// Everything a server needs to start.
@@ -190,10 +295,7 @@ impl ServerConfig {
             return Err(format!("--id {} is not in the cluster list {}", self.id.0, format_cluster(&self.members)));
         }
         self.timing.validate()?;
-        if self.limits.max_entries_per_append == 0 || self.limits.max_request_bytes == 0 {
-            return Err("size limits must be positive".into());
-        }
-        Ok(())
+        self.limits.validate()
     }
 
     /// This server's peer address.
@@ -236,6 +338,27 @@ mod tests {
     fn the_defaults_are_consistent() {
         Timing::default().validate().unwrap();
         let l = Limits::default();
+        l.validate().unwrap();
         assert!(l.max_peer_frame() > l.max_entries_per_append * l.max_request_bytes);
+        assert!(l.max_peer_frame() > l.max_snapshot_bytes, "an InstallSnapshot of the largest snapshot fits a frame");
+        assert_eq!(l.max_raft_state, None, "by default a server never snapshots");
+    }
+
+    #[test]
+    fn sizes_parse_and_zero_raft_state_is_refused() {
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert_eq!(parse_bytes("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("4M").unwrap(), 4 << 20);
+        assert_eq!(parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").is_err());
+        assert!(parse_bytes("99999999999999999999").is_err());
+        assert_eq!(parse_max_raft_state("1000").unwrap(), 1000);
+        let err = parse_max_raft_state("0").unwrap_err();
+        assert!(err.contains("at least 1 byte") && err.contains("never snapshot"), "{err}");
+        let zero = Limits { max_raft_state: Some(0), ..Limits::default() };
+        assert!(zero.validate().unwrap_err().contains("--max-raft-state"));
+        let huge = Limits { max_snapshot_bytes: MAX_SNAPSHOT_BYTES_CAP + 1, ..Limits::default() };
+        assert!(huge.validate().is_err());
     }
 }

@@ -28,8 +28,15 @@ use std::time::Duration;
 pub const MAGIC: [u8; 8] = *b"kvraft\r\n";
 
 /// Bumped whenever a frame's encoding or meaning changes; peers of different versions refuse
-/// each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// each other. Version 2: `PeerMsg::InstallSnapshot` (log compaction).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Frames up to this size are read into a buffer sized at once; larger ones (an InstallSnapshot
+/// may be announced at up to the snapshot limit) grow the buffer only as their bytes arrive, so
+/// an announced length alone never makes the reader allocate it.
+const EAGER_READ: usize = 64 << 10;
+/// A buffer grown past this by a large frame is released before the next frame is read.
+const KEEP_BUFFER: usize = 1 << 20;
 
 /// The largest hello or hello reply accepted (they are tiny; this only bounds garbage).
 pub const MAX_HELLO_BYTES: usize = 4096;
@@ -165,9 +172,16 @@ pub fn read_frame_bytes<R: Read>(r: &mut R, max: usize, buf: &mut Vec<u8>) -> Re
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
+    if buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
+    }
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
+    if len <= EAGER_READ {
+        buf.resize(len, 0);
+        r.read_exact(buf)?;
+    } else if r.take(len as u64).read_to_end(buf)? < len {
+        return Err(FrameError::Truncated);
+    }
     Ok(true)
 }
 
@@ -346,6 +360,25 @@ mod tests {
         let mut scratch = Vec::new();
         let r: Result<Option<ClientRequest>, _> = read_frame(&mut bytes.as_slice(), 1024, &mut scratch);
         assert!(matches!(r, Err(FrameError::TooLarge { len: 1_000_000, max: 1024 })));
+    }
+
+    #[test]
+    fn a_large_frame_is_read_as_its_bytes_arrive() {
+        let value = "s".repeat(3 * EAGER_READ);
+        let mut buf = Vec::new();
+        encode_frame(&value, 4 * EAGER_READ, &mut buf).unwrap();
+        let mut scratch = Vec::new();
+        let back: Option<String> = read_frame(&mut buf.as_slice(), 4 * EAGER_READ, &mut scratch).unwrap();
+        assert_eq!(back, Some(value));
+        // Announced but cut short: truncated, whatever the announced length.
+        let cut = &buf[..buf.len() - 1];
+        let r: Result<Option<String>, _> = read_frame(&mut &cut[..], 4 * EAGER_READ, &mut scratch);
+        assert!(matches!(r, Err(FrameError::Truncated)), "{r:?}");
+        let mut huge = (1u32 << 30).to_be_bytes().to_vec();
+        huge.extend_from_slice(b"abc");
+        let r: Result<Option<String>, _> = read_frame(&mut huge.as_slice(), 1 << 31, &mut scratch);
+        assert!(matches!(r, Err(FrameError::Truncated)), "{r:?}");
+        assert!(scratch.capacity() < 1 << 20, "nothing near the announced 1 GiB was allocated");
     }
 
     #[test]

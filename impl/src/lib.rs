@@ -4,8 +4,9 @@
 //!   client requests and timer expiries, and executes its outputs in the contract's order
 //!   (persist → fsync → send/reply → timers), with group commit; [`server::ServerHandle`]
 //!   starts and stops one.
-//! - [`storage`]: the data directory: lock file and checksummed write-ahead log of
-//!   [`model::DurableChange`]s, replayed with [`model::Durable::apply`].
+//! - [`storage`]: the data directory: lock file, checksummed write-ahead log of
+//!   [`model::DurableChange`]s replayed with [`model::Durable::apply`], and the snapshot file a
+//!   rotation writes (atomically, before starting a new segment and deleting the old ones).
 //! - [`frame`]: length-prefixed postcard frames and the connection handshake; `peer` and
 //!   `client_port` carry them over TCP.
 //! - [`clerk`]: the blocking client library over the core's clerk.

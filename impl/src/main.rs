@@ -52,6 +52,16 @@ struct TimerArgs {
     /// Most log entries carried by one AppendEntries.
     #[arg(long, default_value_t = Limits::default().max_entries_per_append)]
     max_entries_per_append: usize,
+    /// Take a snapshot (and compact the log) when the persisted Raft state (term, vote and
+    /// log, as encoded on disk) reaches BYTES, e.g. 1000, 64KiB, 4MiB. Default: never
+    /// snapshot, so the write-ahead log grows without bound.
+    #[arg(long, value_name = "BYTES", value_parser = config::parse_max_raft_state)]
+    max_raft_state: Option<u64>,
+    /// Largest snapshot (about the size of the key/value data) a server writes, reads or sends
+    /// in one InstallSnapshot message. A server whose snapshot outgrows it stops with an error
+    /// saying so; restart it with a larger limit.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_snapshot_bytes, value_parser = config::parse_bytes_usize)]
+    max_snapshot_bytes: usize,
 }
 
 impl TimerArgs {
@@ -63,6 +73,8 @@ impl TimerArgs {
         Limits {
             max_request_bytes: self.max_request_bytes,
             max_entries_per_append: self.max_entries_per_append,
+            max_raft_state: self.max_raft_state,
+            max_snapshot_bytes: self.max_snapshot_bytes,
             ..Limits::default()
         }
     }
@@ -266,6 +278,7 @@ fn run_local(args: &LocalArgs) -> Result<(), String> {
         ..LocalOptions::default()
     };
     options.timing.validate()?;
+    options.limits.validate()?;
     let interrupted = ctrl_c()?;
     let mut cluster = LocalCluster::start(options).map_err(|e| e.to_string())?;
     println!("kvraft local: {} servers of cluster {}, data in {}", args.nodes, cluster.cluster_id(), cluster.data_root().display());

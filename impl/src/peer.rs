@@ -135,11 +135,25 @@ impl Writer {
                 }
             }
             stream.write_all(&buf)?;
+            if buf.capacity() > 1 << 20 {
+                buf = Vec::new(); // do not keep a snapshot-sized buffer for ever
+            }
         }
     }
 
     fn encode(&self, msg: &PeerMsg, buf: &mut Vec<u8>) {
-        if let Err(e) = frame::encode_frame(msg, self.max_frame, buf) {
+        let Err(e) = frame::encode_frame(msg, self.max_frame, buf) else { return };
+        if let PeerMsg::InstallSnapshot { snapshot, .. } = msg {
+            // Only possible when servers run with different --max-snapshot-bytes: a server's
+            // own storage refuses to keep a snapshot over its limit.
+            tracing::error!(
+                peer = %self.peer,
+                snapshot_index = %snapshot.last_index,
+                error = %e,
+                "InstallSnapshot not sent: the snapshot exceeds the peer frame limit, so this \
+                 follower cannot catch up; raise --max-snapshot-bytes (on every server)"
+            );
+        } else {
             tracing::error!(peer = %self.peer, error = %e, "message not sent");
         }
     }
@@ -180,6 +194,14 @@ pub(crate) fn serve_inbound(
                 if !tracker.stopping() {
                     tracing::debug!(peer = %from, error = %e, "peer link closed");
                 }
+                return;
+            }
+            Err(e @ FrameError::TooLarge { .. }) => {
+                tracing::error!(
+                    peer = %from, %addr, error = %e,
+                    "closing peer link: a message over this server's limit (an InstallSnapshot \
+                     larger than --max-snapshot-bytes?); the servers' limits must agree"
+                );
                 return;
             }
             Err(e) => {

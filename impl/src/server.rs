@@ -11,7 +11,8 @@
 //!    deadline passed and that no step of this batch re-armed or cancelled, collecting the
 //!    outputs of every step;
 //! 3. appends every `persist` change of the batch to the WAL with one write and one fsync
-//!    (group commit);
+//!    (group commit); a batch with a snapshot writes the snapshot file and starts a new WAL
+//!    segment instead (see [`crate::storage`]);
 //! 4. only then sends the messages and replies of the batch (into per-connection queues, never
 //!    blocking);
 //! 5. then applies the batch's timer commands in order (an election timeout is drawn from the
@@ -94,6 +95,11 @@ pub struct Status {
     pub commit_index: u64,
     pub last_applied: u64,
     pub last_log_index: u64,
+    /// The last index the server's snapshot covers (0: none).
+    pub snapshot_index: u64,
+    /// Snapshots this server took, and installed from a leader, since it started.
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
 }
 
 /// A running server. Dropping it stops it.
@@ -137,19 +143,21 @@ pub fn start_with_listeners(
     config.validate().map_err(ServerError::Config)?;
     let (id, limits) = (config.id, config.limits);
     let identity = Identity { cluster_id: config.cluster_id, node: id };
-    let (storage, recovered) = Storage::open(&config.data_dir, identity, limits.max_record())?;
+    let (storage, recovered) = Storage::open(&config.data_dir, identity, limits.storage())?;
     let durable = recovered.durable;
     tracing::info!(
         node = %id,
         records = recovered.records,
         term = %durable.current_term,
+        snapshot_index = %durable.snapshot.last_index,
         last_index = %durable.log.last_index(),
         dir = %config.data_dir.display(),
-        "recovered from the write-ahead log"
+        "recovered from the snapshot and the write-ahead log"
     );
     let members: Vec<NodeId> = config.members.keys().copied().collect();
     let mut core_config = model::Config::new(id, &members);
     core_config.max_entries_per_append = limits.max_entries_per_append;
+    core_config.max_raft_state = limits.max_raft_state;
     let (server, restored) = model::Server::restore(core_config, durable);
 
     let tracker = Tracker::new();
@@ -175,6 +183,8 @@ pub fn start_with_listeners(
         inbox,
         status: Arc::clone(&status),
         batch: Batch::default(),
+        snapshots_taken: 0,
+        snapshots_installed: 0,
     };
     let t = tracker.clone();
     let event_loop = std::thread::Builder::new()
@@ -381,6 +391,8 @@ struct Node {
     inbox: Receiver<Event>,
     status: Arc<Mutex<Status>>,
     batch: Batch,
+    snapshots_taken: u64,
+    snapshots_installed: u64,
 }
 
 impl Node {
@@ -460,6 +472,14 @@ impl Node {
                 Note::BecameFollower { term } => {
                     tracing::info!(%term, leader = ?self.server.leader_hint(), "follower");
                 }
+                Note::SnapshotTaken { index } => {
+                    self.snapshots_taken += 1;
+                    tracing::debug!(%index, "took a snapshot");
+                }
+                Note::SnapshotInstalled { index } => {
+                    self.snapshots_installed += 1;
+                    tracing::info!(%index, "installed the leader's snapshot");
+                }
                 _ => {}
             }
         }
@@ -474,6 +494,8 @@ impl Node {
     fn flush(&mut self) -> Result<(), StorageError> {
         let started = Instant::now();
         self.storage.append(&self.batch.persist)?;
+        // What the directory holds (and a rotation would write) is the core's durable state.
+        debug_assert!(self.storage.durable() == &self.server.durable, "storage and core disagree on the durable state");
         if !self.batch.persist.is_empty() {
             tracing::debug!(
                 changes = self.batch.persist.len(),
@@ -522,6 +544,9 @@ impl Node {
             commit_index: s.commit_index.0,
             last_applied: s.last_applied.0,
             last_log_index: s.log().last_index().0,
+            snapshot_index: s.durable.snapshot.last_index.0,
+            snapshots_taken: self.snapshots_taken,
+            snapshots_installed: self.snapshots_installed,
         };
         *lock(&self.status) = status;
     }
