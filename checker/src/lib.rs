@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bugs;
 pub mod properties;
 pub mod run;
 pub mod setup;

@@ -13,6 +13,10 @@ enum Mode {
     Check,
     /// Serve stateright's web explorer for the same configuration.
     Explore,
+    /// The bug zoo (needs `--features bugs`): run every broken variant in the smallest
+    /// configuration that exposes it and print a table (with `--bug NAME`: that one, with its
+    /// counterexample).
+    Bugs,
 }
 
 /// Model-check kvraft's Raft + key/value core: every interleaving of messages, timeouts,
@@ -81,6 +85,9 @@ struct Cli {
     /// Seed of the random walks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The most entries one AppendEntries carries (default: the core's 64).
+    #[arg(long)]
+    max_entries_per_append: Option<usize>,
     /// Servers take a snapshot once their durable Raft state (term, vote, log) reaches this
     /// many bytes; 1 snapshots after every applied entry (default: never).
     #[arg(long)]
@@ -131,6 +138,7 @@ impl Cli {
             clerk_timeouts: !self.no_clerk_timeouts,
             heartbeats: !self.no_heartbeats,
             max_raft_state: self.max_raft_state,
+            max_entries_per_append: self.max_entries_per_append,
             bug,
         };
         setup.validate()?;
@@ -148,6 +156,9 @@ fn main() -> ExitCode {
     if plain {
         return suite(&cli);
     }
+    if cli.mode == Mode::Bugs {
+        return bug_zoo(cli.bug.as_deref());
+    }
     let setup = match cli.setup() {
         Ok(setup) => setup,
         Err(reason) => {
@@ -158,8 +169,55 @@ fn main() -> ExitCode {
     let system = System::new(setup);
     match cli.mode {
         Mode::Explore => explore(&system, cli.port),
-        Mode::Check => check(&system, &cli),
+        Mode::Check | Mode::Bugs => check(&system, &cli),
     }
+}
+
+/// `checker bugs`: every bug hunted in its own configuration, and a table of what caught it.
+fn bug_zoo(only: Option<&str>) -> ExitCode {
+    if !model::BUGS_COMPILED {
+        eprintln!("checker: the bug zoo needs the broken variants compiled in: cargo run --release -p checker --features bugs -- bugs");
+        return ExitCode::from(2);
+    }
+    let mut cases = checker::bugs::catalog();
+    if let Some(name) = only {
+        cases.retain(|c| c.bug.name() == name);
+        if cases.is_empty() {
+            eprintln!("checker: unknown bug {name:?}");
+            return ExitCode::from(2);
+        }
+    }
+    println!("{:<26} {:<34} {:>6} {:>11} {:>8}  how", "bug", "caught by", "steps", "states", "seconds");
+    let mut missed = 0;
+    for case in &cases {
+        let finding = checker::bugs::hunt(case);
+        let o = &finding.outcome;
+        let how = match case.options.strategy {
+            Strategy::Random => format!("random walks, seed {}", case.options.seed),
+            Strategy::Bfs => "breadth-first (shortest)".to_string(),
+            Strategy::Dfs => "depth-first".to_string(),
+        };
+        let states = if o.unique_states > 0 { o.unique_states } else { o.total_states };
+        let steps = finding.trace().map_or_else(|| "-".to_string(), |t| t.len().to_string());
+        let caught = if finding.trace().is_some() { case.property.to_string() } else { format!("NOT CAUGHT ({})", case.property) };
+        missed += usize::from(finding.trace().is_none());
+        println!("{:<26} {:<34} {:>6} {:>11} {:>8.1}  {how}", case.bug.name(), caught, steps, states, o.elapsed.as_secs_f64());
+        if only.is_some() {
+            if let Some(trace) = finding.trace() {
+                println!("\n{}\nCounterexample ({} steps):", finding.case.setup, trace.len());
+                let system = System::new(checker::Setup { bug: Some(case.bug), ..case.setup.clone() });
+                print!("{}", run::describe_trace(&system, trace));
+                if let Some(detail) = run::violation_detail(&system, case.property, trace) {
+                    println!("violated: {detail}");
+                }
+            }
+        }
+    }
+    if missed > 0 {
+        println!("\n{missed} bug(s) not caught");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 fn explore(system: &System, port: u16) -> ExitCode {

@@ -39,6 +39,8 @@ pub struct Setup {
     /// Leaders' heartbeat timers may fire (otherwise followers hear from a leader only when a
     /// client request makes it send, which keeps bug hunts small).
     pub heartbeats: bool,
+    /// The most entries one AppendEntries carries (`None`: the core's default, 64).
+    pub max_entries_per_append: Option<usize>,
     /// Servers snapshot once their durable Raft state reaches this many bytes (`None`: never).
     pub max_raft_state: Option<u64>,
     /// A deliberately broken rule of the core (needs the `bugs` feature).
@@ -62,6 +64,7 @@ impl Default for Setup {
             max_log: 3,
             clerk_timeouts: true,
             heartbeats: true,
+            max_entries_per_append: None,
             max_raft_state: None,
             bug: None,
         }
@@ -86,6 +89,7 @@ impl Setup {
             max_log: 1,
             clerk_timeouts: false,
             heartbeats: false,
+            max_entries_per_append: None,
             max_raft_state: None,
             bug: None,
         }
@@ -168,6 +172,9 @@ impl fmt::Display for Setup {
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
         if let Some(e) = self.max_elections {
             write!(f, ", election timeouts <= {e}")?;
+        }
+        if let Some(n) = self.max_entries_per_append {
+            write!(f, "\nAppendEntries carry at most {n} entries")?;
         }
         if let Some(bytes) = self.max_raft_state {
             write!(f, "\nsnapshots: when the durable Raft state reaches {bytes} bytes")?;

@@ -47,7 +47,6 @@ impl Renaming<'_> {
             Role::Leader(l) => Role::Leader(LeaderState {
                 next_index: l.next_index.iter().map(|(&p, &i)| (self.id(p), i)).collect(),
                 match_index: l.match_index.iter().map(|(&p, &i)| (self.id(p), i)).collect(),
-                pending: l.pending,
             }),
         };
         s

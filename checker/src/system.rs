@@ -115,7 +115,10 @@ impl System {
 
     /// The core's configuration for server `id` under this setup.
     pub fn config(&self, id: NodeId) -> Config {
-        let config = Config { max_raft_state: self.setup.max_raft_state, ..Config::new(id, &self.setup.server_ids()) };
+        let mut config = Config { max_raft_state: self.setup.max_raft_state, ..Config::new(id, &self.setup.server_ids()) };
+        if let Some(n) = self.setup.max_entries_per_append {
+            config.max_entries_per_append = n;
+        }
         match self.setup.bug {
             Some(bug) => config.with_bug(bug).expect("bug variants compiled in (validated by the CLI)"),
             None => config,

@@ -17,8 +17,30 @@ pub enum Bug {
     CommitOldTermByCount,
     /// A restarted server forgets `voted_for`.
     ForgetVoteOnRestart,
+    /// A server grants its vote without the election restriction (§5.4.1).
+    VoteIgnoresLog,
+    /// The up-to-date check compares last log indices only, not (last term, last index).
+    VoteCompareIndexOnly,
+    /// A candidate counts a duplicated vote reply as a second vote.
+    CountDuplicateVotes,
+    /// A follower truncates its log after the entries of any AppendEntries, even one whose
+    /// entries all match (a stale or duplicated request then cuts off newer entries).
+    TruncateOnAnyAppend,
+    /// The leader sets `match_index` from its optimistic `next_index` instead of from what the
+    /// reply acknowledged.
+    MatchFromNextIndex,
+    /// A follower advances its commit index to the leader's, past the prefix the request
+    /// verified.
+    CommitWithoutMatch,
+    /// One vote or acknowledgement short of a majority counts as a majority.
+    QuorumMinusOne,
     /// No duplicate table: every applied command executes, retries included.
     NoDedup,
+    /// A leader answers a request when *some* entry is applied at the index it started: the
+    /// term is not checked, and stepping down does not fail what it waits for.
+    ReplyByIndexOnly,
+    /// A duplicate request is answered with an empty value instead of the cached reply.
+    DedupReturnsOk,
     /// A leader answers Get from its own state at once, without going through the log.
     LocalReads,
     /// Snapshots carry the key/value map but not the duplicate table.
@@ -31,10 +53,19 @@ pub enum Bug {
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 16] = [
         Bug::CommitOldTermByCount,
         Bug::ForgetVoteOnRestart,
+        Bug::VoteIgnoresLog,
+        Bug::VoteCompareIndexOnly,
+        Bug::CountDuplicateVotes,
+        Bug::TruncateOnAnyAppend,
+        Bug::MatchFromNextIndex,
+        Bug::CommitWithoutMatch,
+        Bug::QuorumMinusOne,
         Bug::NoDedup,
+        Bug::ReplyByIndexOnly,
+        Bug::DedupReturnsOk,
         Bug::LocalReads,
         Bug::SnapshotWithoutSessions,
         Bug::AcceptStaleSnapshot,
@@ -46,6 +77,15 @@ impl Bug {
         match self {
             Bug::CommitOldTermByCount => "commit_old_term_by_count",
             Bug::ForgetVoteOnRestart => "forget_vote_on_restart",
+            Bug::VoteIgnoresLog => "vote_ignores_log",
+            Bug::VoteCompareIndexOnly => "vote_compare_index_only",
+            Bug::CountDuplicateVotes => "count_duplicate_votes",
+            Bug::TruncateOnAnyAppend => "truncate_on_any_append",
+            Bug::MatchFromNextIndex => "match_from_next_index",
+            Bug::CommitWithoutMatch => "commit_without_match",
+            Bug::QuorumMinusOne => "quorum_minus_one",
+            Bug::ReplyByIndexOnly => "reply_by_index_only",
+            Bug::DedupReturnsOk => "dedup_returns_ok",
             Bug::NoDedup => "no_dedup",
             Bug::LocalReads => "local_reads",
             Bug::SnapshotWithoutSessions => "snapshot_without_sessions",

@@ -13,7 +13,7 @@
 use crate::bug::Bug;
 use crate::io::{Note, Output};
 use crate::kv::Applied;
-use crate::state::{Pending, Role, Server};
+use crate::state::{Pending, Server};
 use crate::types::{
     ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, Op, OpOutput,
 };
@@ -39,9 +39,7 @@ impl Server {
         let term = self.current_term();
         let ClientRequest { client, seq, op } = request;
         let index = self.append_to_log(Entry { term, command: Command { client, seq, op } }, out);
-        if let Role::Leader(leader) = &mut self.role {
-            leader.pending.insert(index, Pending { term, client, seq });
-        }
+        self.pending.insert(index, Pending { term, client, seq });
         self.broadcast_append(out);
         self.maybe_advance_commit();
     }
@@ -66,7 +64,12 @@ impl Server {
                 }
                 Applied::Duplicate(output) => {
                     out.note(Note::DuplicateSuppressed { index, client, seq });
-                    ClientResult::Ok(output)
+                    let is_get = matches!(entry.command.op, Op::Get { .. });
+                    if is_get && self.config.has_bug(Bug::DedupReturnsOk) {
+                        ClientResult::Ok(OpOutput::Value(String::new()))
+                    } else {
+                        ClientResult::Ok(output)
+                    }
                 }
                 Applied::Stale => {
                     out.note(Note::StaleSuppressed { index, client, seq });
@@ -80,10 +83,10 @@ impl Server {
     /// If this leader waits on `index`, answers it: with the result when the applied entry is
     /// the one it appended (same term and command), with `WrongLeader` otherwise.
     fn answer_pending(&mut self, index: LogIndex, entry: &Entry, result: ClientResult, out: &mut Output) {
-        let Role::Leader(leader) = &mut self.role else { return };
-        let Some(pending) = leader.pending.remove(&index) else { return };
+        let Some(pending) = self.pending.remove(&index) else { return };
         let Pending { term, client, seq } = pending;
         let same = term == entry.term && client == entry.command.client && seq == entry.command.seq;
+        let same = same || self.config.has_bug(Bug::ReplyByIndexOnly);
         let result = if same {
             result
         } else {

@@ -3,6 +3,7 @@
 //!
 //! Randomised timeouts are the environment's business: here an election timeout is an input.
 
+use crate::bug::Bug;
 use crate::io::{Note, Output};
 use crate::state::{LeaderState, Role, Server};
 use crate::types::{LogIndex, NodeId, PeerMsg, Term, Timer};
@@ -53,9 +54,14 @@ impl Server {
         out: &mut Output,
     ) {
         let current = self.current_term();
+        let up_to_date = if self.config.has_bug(Bug::VoteCompareIndexOnly) {
+            last_log_index >= self.log().last_index()
+        } else {
+            self.log().is_up_to_date(last_log_index, last_log_term)
+        };
         let granted = term == current
             && self.durable.voted_for.is_none_or(|v| v == candidate)
-            && self.log().is_up_to_date(last_log_index, last_log_term);
+            && (up_to_date || self.config.has_bug(Bug::VoteIgnoresLog));
         if granted {
             if self.durable.voted_for.is_none() {
                 self.set_term_and_vote(current, Some(candidate), out);
@@ -75,7 +81,11 @@ impl Server {
             return out.ignore("vote reply while not a candidate");
         };
         if granted {
-            votes.insert(voter);
+            let again = votes.insert(voter).is_some();
+            if again && self.config.has_bug(Bug::CountDuplicateVotes) {
+                // a phantom voter stands for the second count
+                votes.insert(NodeId(u32::MAX - u32::try_from(votes.len()).unwrap_or(0)));
+            }
             self.maybe_win_election(out);
         }
     }
@@ -96,7 +106,6 @@ impl Server {
         self.role = Role::Leader(LeaderState {
             next_index: peers.iter().map(|&p| (p, next)).collect(),
             match_index: peers.iter().map(|&p| (p, LogIndex(0))).collect(),
-            pending: im::OrdMap::new(),
         });
         out.cancel_timer(Timer::Election);
         out.set_timer(Timer::Heartbeat);

@@ -121,8 +121,9 @@ impl Server {
         }
         self.merge_entries(req.prev_log_index, &req.entries, out);
         let last_new = LogIndex(last_new);
+        let verified = if self.config.has_bug(Bug::CommitWithoutMatch) { self.log().last_index() } else { last_new };
         if req.leader_commit > self.commit_index {
-            self.commit_index = self.commit_index.max(req.leader_commit.min(last_new));
+            self.commit_index = self.commit_index.max(req.leader_commit.min(verified));
         }
         out.send(leader, acknowledge(current, last_new));
     }
@@ -149,6 +150,10 @@ impl Server {
     /// first real conflict, and appends the rest. A stale or duplicated request whose entries
     /// all match therefore changes nothing (it must never cut off newer entries).
     fn merge_entries(&mut self, prev_log_index: LogIndex, entries: &im::Vector<Entry>, out: &mut Output) {
+        let after = LogIndex(prev_log_index.0 + entries.len() as u64).next();
+        if self.config.has_bug(Bug::TruncateOnAnyAppend) && after <= self.log().last_index() {
+            self.truncate_log(after, out);
+        }
         let mut index = prev_log_index;
         for (k, entry) in entries.iter().enumerate() {
             index = index.next();
@@ -195,7 +200,8 @@ impl Server {
         let matched = leader.match_index.get(&peer).copied().unwrap_or_default();
         let next = leader.next_index.get(&peer).copied().unwrap_or(last_index.next());
         if success {
-            let matched = matched.max(match_index);
+            let acknowledged = if self.config.has_bug(Bug::MatchFromNextIndex) { next.prev() } else { match_index };
+            let matched = matched.max(acknowledged);
             leader.match_index.insert(peer, matched);
             leader.next_index.insert(peer, next.max(matched.next()));
             self.maybe_advance_commit();

@@ -84,6 +84,9 @@ impl Config {
     /// The smallest number of servers that forms a majority (§5.2).
     #[must_use]
     pub fn quorum(&self) -> usize {
+        if self.has_bug(Bug::QuorumMinusOne) {
+            return self.cluster_size() / 2;
+        }
         self.cluster_size() / 2 + 1
     }
 
@@ -194,7 +197,7 @@ pub struct Pending {
     pub seq: Seq,
 }
 
-/// Figure 2's "volatile state on leaders" plus the requests waiting for their entries.
+/// Figure 2's "volatile state on leaders".
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaderState {
     /// For each peer, index of the next log entry to send.
@@ -202,8 +205,6 @@ pub struct LeaderState {
     /// For each peer, highest index known to be replicated there (only from what the peer
     /// acknowledged). Invariant: never decreases during a term.
     pub match_index: im::OrdMap<NodeId, LogIndex>,
-    /// Requests appended in this term, by log index.
-    pub pending: im::OrdMap<LogIndex, Pending>,
 }
 
 /// A server's role; each carries the data only that role has (§5.1).
@@ -225,6 +226,9 @@ pub struct Server {
     pub last_applied: LogIndex,
     pub role: Role,
     pub kv: KvState,
+    /// Requests this server appended as leader, by log index, to be answered when that exact
+    /// entry is applied. Invariant: empty unless leader (stepping down fails them all).
+    pub pending: im::OrdMap<LogIndex, Pending>,
 }
 
 impl Server {

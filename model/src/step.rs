@@ -57,6 +57,7 @@ impl Server {
             last_applied: applied,
             role: Role::Follower { leader: None },
             kv,
+            pending: im::OrdMap::new(),
         };
         let mut out = Output::default();
         out.set_timer(Timer::Election);
@@ -106,15 +107,13 @@ impl Server {
         if term > self.current_term() {
             self.set_term_and_vote(term, None, out);
         }
-        if let Role::Leader(state) = &self.role {
-            for (index, pending) in &state.pending {
-                out.reply(ClientReply {
-                    client: pending.client,
-                    seq: pending.seq,
-                    result: ClientResult::WrongLeader { hint: leader },
-                });
-                let (client, seq, index) = (pending.client, pending.seq, *index);
-                out.note(Note::RequestFailed { client, seq, index });
+        if self.is_leader() {
+            if !self.config.has_bug(Bug::ReplyByIndexOnly) {
+                for (index, pending) in std::mem::take(&mut self.pending) {
+                    let (client, seq) = (pending.client, pending.seq);
+                    out.reply(ClientReply { client, seq, result: ClientResult::WrongLeader { hint: leader } });
+                    out.note(Note::RequestFailed { client, seq, index });
+                }
             }
             out.cancel_timer(Timer::Heartbeat);
         }

@@ -199,7 +199,7 @@ fn candidate_becomes_leader_with_votes_from_majority() {
     let state = leader_state(&s);
     assert_eq!(state.next_index, index_map(&[(2, 3), (3, 3)]));
     assert_eq!(state.match_index, index_map(&[(2, 0), (3, 0)]));
-    assert!(state.pending.is_empty());
+    assert!(s.pending.is_empty());
     assert_eq!((s.current_term(), s.commit_index), (Term(2), LogIndex(0)));
     assert_eq!(s.leader_hint(), Some(n(1)));
     assert!(out.notes.contains(&Note::BecameLeader { term: Term(2) }));
@@ -337,7 +337,7 @@ fn leader_appends_client_command_and_replicates_at_once() {
     );
     assert_eq!(s.log(), &log_from(&[entry(1, 1), new[0].clone()]));
     assert_eq!(
-        leader_state(&s).pending,
+        s.pending,
         im::OrdMap::unit(LogIndex(2), Pending { term: Term(2), client: ClientId(7), seq: Seq(1) })
     );
     assert_eq!(s.commit_index, LogIndex(0), "not committed before any follower has it");
@@ -365,7 +365,7 @@ fn leader_replies_only_when_its_entry_is_applied() {
     let (s, out) = step(&s, recv(3, append_ok(2, 2)));
     assert_eq!(effects(&out), (vec![], vec![], vec![ok(8, 1, value("1"))], vec![]));
     assert_eq!((s.commit_index, s.last_applied), (LogIndex(2), LogIndex(2)));
-    assert!(leader_state(&s).pending.is_empty());
+    assert!(s.pending.is_empty());
 }
 
 /// Figure 2, Rules for Servers, Leaders: "If last log index ≥ nextIndex for a follower: send
@@ -881,6 +881,7 @@ fn restart_keeps_term_vote_and_log_only() {
         last_applied: LogIndex(0),
         role: Role::Follower { leader: None },
         kv: KvState::new(),
+        pending: im::OrdMap::new(),
     };
     assert_eq!(restarted, expected);
     assert_eq!(out, Output { timers: vec![set(Election)], ..Output::default() });

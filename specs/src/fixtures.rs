@@ -76,7 +76,6 @@ pub(crate) fn leader(mut s: Server) -> Server {
     s.role = Role::Leader(LeaderState {
         next_index: peers.iter().map(|&p| (p, next)).collect(),
         match_index: peers.iter().map(|&p| (p, LogIndex(0))).collect(),
-        pending: im::OrdMap::new(),
     });
     s
 }
