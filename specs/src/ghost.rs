@@ -97,14 +97,18 @@ impl Ghost {
     pub fn observe_step(&mut self, before: &Server, after: &Server, out: &Output) {
         self.observe_leadership(after);
         let taken = out.notes.iter().any(|n| matches!(n, Note::SnapshotTaken { .. }));
-        let mut durable = before.durable.clone();
-        let uncompacted = out
-            .persist
-            .iter()
-            .filter(|c| !matches!(c, DurableChange::Snapshot(_)))
-            .try_for_each(|c| durable.apply(c));
-        let log = if taken && uncompacted.is_ok() { &durable.log } else { after.log() };
-        self.observe_commits(after, log, before.commit_index);
+        if taken {
+            let mut durable = before.durable.clone();
+            let uncompacted = out
+                .persist
+                .iter()
+                .filter(|c| !matches!(c, DurableChange::Snapshot(_)))
+                .try_for_each(|c| durable.apply(c));
+            let log = if uncompacted.is_ok() { &durable.log } else { after.log() };
+            self.observe_commits(after, log, before.commit_index);
+        } else {
+            self.observe_commits(after, after.log(), before.commit_index);
+        }
         for note in &out.notes {
             if let Note::Applied { index, command, .. } = note {
                 self.observe_execution(after.id(), *index, command.client, command.seq);
