@@ -36,7 +36,8 @@ impl Finding {
     }
 }
 
-/// Breadth-first until the first violation: the shortest counterexample.
+/// Breadth-first until the first violation (short counterexamples, not always the shortest:
+/// stateright's breadth-first search finishes a block of states before it stops).
 fn shortest() -> RunOptions {
     RunOptions { strategy: Strategy::Bfs, threads: 1, stop_at_violation: true, ..RunOptions::default() }
 }

@@ -92,9 +92,8 @@ struct Cli {
     /// many bytes; 1 snapshots after every applied entry (default: never).
     #[arg(long)]
     max_raft_state: Option<u64>,
-    /// Switch on a deliberately broken rule of the core (needs `--features bugs`):
-    /// commit_old_term_by_count, forget_vote_on_restart, no_dedup, local_reads,
-    /// snapshot_without_sessions, accept_stale_snapshot, truncate_wrong_suffix.
+    /// Switch on a deliberately broken rule of the core (needs `--features bugs`); the names
+    /// are those of `model::Bug` (listed by `checker bugs` and in the README's bug zoo).
     #[arg(long)]
     bug: Option<String>,
     /// Symmetry reduction over servers (depth-first only): explore one state per class of
@@ -194,7 +193,7 @@ fn bug_zoo(only: Option<&str>) -> ExitCode {
         let o = &finding.outcome;
         let how = match case.options.strategy {
             Strategy::Random => format!("random walks, seed {}", case.options.seed),
-            Strategy::Bfs => "breadth-first (shortest)".to_string(),
+            Strategy::Bfs => "breadth-first".to_string(),
             Strategy::Dfs => "depth-first".to_string(),
         };
         let states = if o.unique_states > 0 { o.unique_states } else { o.total_states };

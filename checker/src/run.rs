@@ -131,7 +131,10 @@ pub fn check(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outc
     }
     let mut builder = system.clone().checker().threads(options.threads.max(1));
     if let Some(depth) = options.depth {
-        builder = builder.target_max_depth(depth + 1); // stateright counts the initial state as depth 1
+        // Stateright gives the initial state depth 1 and skips (does not check) states at the
+        // target depth, so the states `depth` steps away are at depth `depth + 1` and need a
+        // target of `depth + 2`.
+        builder = builder.target_max_depth(depth + 2);
     }
     if let Some(timeout) = options.timeout {
         builder = builder.timeout(timeout);
@@ -154,6 +157,26 @@ pub fn check(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outc
     }
 }
 
+/// `trace` cut right after the first state that violates `always` property `p`. A checker
+/// reports some path to a violating state, not necessarily one that stops there (stateright's
+/// breadth-first search keeps the last violating state it checked, and may go on past it).
+fn first_violation(system: &System, p: &stateright::Property<System>, trace: Vec<Action>) -> Vec<Action> {
+    if p.expectation != Expectation::Always {
+        return trace;
+    }
+    let mut state = system.initial_state();
+    for (k, action) in trace.iter().enumerate() {
+        match system.next_state(&state, action.clone()) {
+            Some(next) => state = next,
+            None => return trace,
+        }
+        if !(p.condition)(system, &state) {
+            return trace[..=k].to_vec();
+        }
+    }
+    trace
+}
+
 fn finish(system: &System, checker: impl Checker<System>, options: &RunOptions, start: Instant) -> Outcome {
     let elapsed = start.elapsed();
     let discoveries = checker.discoveries();
@@ -163,10 +186,10 @@ fn finish(system: &System, checker: impl Checker<System>, options: &RunOptions, 
         .into_iter()
         .map(|p| {
             let found = discoveries.get(p.name).map(|path| path.clone().into_actions());
-            let status = match (p.expectation, found) {
+            let status = match (&p.expectation, found) {
                 (Expectation::Always | Expectation::Eventually, Some(trace)) => {
                     stopped_early = true;
-                    Status::Violated { trace }
+                    Status::Violated { trace: first_violation(system, &p, trace) }
                 }
                 (Expectation::Sometimes, Some(trace)) => Status::Reached { trace },
                 (Expectation::Sometimes, None) => Status::NotReached,
@@ -202,10 +225,10 @@ fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome
         .into_iter()
         .map(|p| {
             let violation = report.violations.iter().find(|(n, _)| *n == p.name);
-            let status = match (p.expectation, violation) {
+            let status = match (&p.expectation, violation) {
                 (Expectation::Sometimes, _) if report.reached.contains(p.name) => Status::Reached { trace: Vec::new() },
                 (Expectation::Sometimes, _) => Status::NotReached,
-                (_, Some((_, trace))) => Status::Violated { trace: trace.clone() },
+                (_, Some((_, trace))) => Status::Violated { trace: first_violation(system, &p, trace.clone()) },
                 (_, None) => Status::Held,
             };
             (p.name, status)
