@@ -13,6 +13,7 @@ pub mod bugs;
 pub mod properties;
 pub mod run;
 pub mod setup;
+pub mod sim;
 pub mod symmetry;
 pub mod system;
 pub mod walk;

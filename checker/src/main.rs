@@ -17,6 +17,9 @@ enum Mode {
     /// configuration that exposes it and print a table (with `--bug NAME`: that one, with its
     /// counterexample).
     Bugs,
+    /// The deterministic simulator running the course's tests in virtual time (must be the
+    /// first argument; `checker simulate --help` lists its options).
+    Simulate,
 }
 
 /// Model-check kvraft's Raft + key/value core: every interleaving of messages, timeouts,
@@ -146,7 +149,14 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "simulate") {
+        return checker::sim::cli::main(std::env::args_os().skip(1));
+    }
     let cli = Cli::parse();
+    if cli.mode == Mode::Simulate {
+        eprintln!("checker: `simulate` must come first: cargo run --release -p checker -- simulate --help");
+        return ExitCode::from(2);
+    }
     if cli.symmetry && cli.strategy != Strategy::Dfs {
         eprintln!("checker: --symmetry works with --strategy dfs only (stateright ignores it otherwise)");
         return ExitCode::from(2);
@@ -168,7 +178,7 @@ fn main() -> ExitCode {
     let system = System::new(setup);
     match cli.mode {
         Mode::Explore => explore(&system, cli.port),
-        Mode::Check | Mode::Bugs => check(&system, &cli),
+        Mode::Check | Mode::Bugs | Mode::Simulate => check(&system, &cli),
     }
 }
 

@@ -1,0 +1,174 @@
+//! `checker simulate`: runs scenarios over seeds, a progress line per run, a summary table,
+//! and for each failure the reason, the last events and the replay command.
+
+use super::{all, find, run, seconds, RunOptions, Scenario};
+use clap::Parser;
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Run the course's kvraft (and some Raft) tests in the deterministic simulator: virtual time,
+/// labrpc's fault model, the real core, every invariant after every step, linearizability at
+/// the end. The same seed replays the same run exactly.
+#[derive(Parser, Debug)]
+#[command(name = "checker simulate", bin_name = "checker simulate")]
+struct SimulateCli {
+    /// Scenarios to run (repeat or separate with commas; default: all). `--list` names them.
+    #[arg(long, value_delimiter = ',')]
+    scenario: Vec<String>,
+    /// Runs per scenario, with seeds SEED, SEED+1, ...
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Switch on a deliberately broken rule of the core (needs `--features bugs`).
+    #[arg(long)]
+    bug: Option<String>,
+    /// Print every event and the core's output (for replaying one seed).
+    #[arg(long)]
+    trace: bool,
+    /// List the scenarios and the course tests they port.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Default)]
+struct Row {
+    runs: u64,
+    passed: u64,
+    failed: u64,
+    virtual_us: u64,
+    real: Duration,
+    ops: u64,
+}
+
+/// The entry point; `args` starts with "simulate".
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = SimulateCli::parse_from(args);
+    if cli.list {
+        for s in all() {
+            println!("{:<68} {}", s.name, s.lab);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let scenarios: Vec<Scenario> = if cli.scenario.is_empty() {
+        all()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &cli.scenario {
+            match find(name) {
+                Some(s) => chosen.push(s),
+                None => {
+                    eprintln!("checker simulate: unknown scenario {name:?} (--list names them)");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        chosen
+    };
+    let bug = match cli.bug.as_deref().map(parse_bug).transpose() {
+        Ok(bug) => bug,
+        Err(reason) => {
+            eprintln!("checker simulate: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = RunOptions { bug, verbose: cli.trace };
+    let mut rows: Vec<(&'static str, Row)> = Vec::new();
+    let mut failures = Vec::new();
+    for scenario in &scenarios {
+        let mut row = Row::default();
+        for seed in cli.seed..cli.seed.saturating_add(cli.seeds) {
+            row.runs += 1;
+            match run(scenario, seed, &options) {
+                Ok(r) => {
+                    row.passed += 1;
+                    row.virtual_us += r.virtual_time;
+                    row.real += r.real_time;
+                    row.ops += r.stats.ops;
+                    let notes = if r.notes.is_empty() { String::new() } else { format!("  [{}]", r.notes.join("; ")) };
+                    let lin = if r.linearizability == "linearizable" { String::new() } else { format!("  [{}]", r.linearizability) };
+                    println!(
+                        "{:<40} seed {seed:<5} ok {:>12} virtual {:>6.2} s real {:>6} ops {:>7} steps {:>3} leaders {:>5}/{:<3} snapshots taken/installed {:>4} full checks  hash {:016x}{lin}{notes}",
+                        scenario.name,
+                        seconds(r.virtual_time),
+                        r.real_time.as_secs_f64(),
+                        r.stats.ops,
+                        r.stats.server_steps,
+                        r.stats.elections,
+                        r.stats.snapshots_taken,
+                        r.stats.snapshots_installed,
+                        r.stats.full_checks,
+                        r.trace_hash
+                    );
+                }
+                Err(f) => {
+                    row.failed += 1;
+                    println!("{:<40} seed {seed:<5} FAILED: {}", scenario.name, f.reason.lines().next().unwrap_or(""));
+                    println!("{f}");
+                    failures.push(f);
+                }
+            }
+        }
+        rows.push((scenario.name, row));
+    }
+    print_summary(&rows);
+    if failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("\n{} failed run(s); replay with:", failures.len());
+    for f in &failures {
+        println!("  {}", f.replay_command());
+    }
+    ExitCode::from(1)
+}
+
+fn parse_bug(name: &str) -> Result<model::Bug, String> {
+    let bug = model::Bug::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = model::Bug::ALL.iter().map(|b| b.name()).collect();
+        format!("unknown bug {name:?}; known: {}", names.join(", "))
+    })?;
+    if !model::BUGS_COMPILED {
+        return Err(format!(
+            "--bug {name} needs the broken variants compiled in: cargo run --release -p checker --features bugs -- simulate --bug {name} ..."
+        ));
+    }
+    Ok(bug)
+}
+
+fn print_summary(rows: &[(&'static str, Row)]) {
+    println!();
+    println!(
+        "{:<66} {:>5} {:>6} {:>6} {:>11} {:>9} {:>9}",
+        "scenario", "seeds", "passed", "failed", "virtual s", "real s", "ops"
+    );
+    let mut total = Row::default();
+    for (name, r) in rows {
+        println!(
+            "{name:<66} {:>5} {:>6} {:>6} {:>11.1} {:>9.2} {:>9}",
+            r.runs,
+            r.passed,
+            r.failed,
+            r.virtual_us as f64 / 1e6,
+            r.real.as_secs_f64(),
+            r.ops
+        );
+        total.runs += r.runs;
+        total.passed += r.passed;
+        total.failed += r.failed;
+        total.virtual_us += r.virtual_us;
+        total.real += r.real;
+        total.ops += r.ops;
+    }
+    println!(
+        "{:<66} {:>5} {:>6} {:>6} {:>11.1} {:>9.2} {:>9}",
+        "total",
+        total.runs,
+        total.passed,
+        total.failed,
+        total.virtual_us as f64 / 1e6,
+        total.real.as_secs_f64(),
+        total.ops
+    );
+}
