@@ -145,15 +145,7 @@ fn print_summary(rows: &[(&'static str, Row)]) {
     );
     let mut total = Row::default();
     for (name, r) in rows {
-        println!(
-            "{name:<66} {:>5} {:>6} {:>6} {:>11.1} {:>9.2} {:>9}",
-            r.runs,
-            r.passed,
-            r.failed,
-            r.virtual_us as f64 / 1e6,
-            r.real.as_secs_f64(),
-            r.ops
-        );
+        print_row(name, r);
         total.runs += r.runs;
         total.passed += r.passed;
         total.failed += r.failed;
@@ -161,14 +153,17 @@ fn print_summary(rows: &[(&'static str, Row)]) {
         total.real += r.real;
         total.ops += r.ops;
     }
+    print_row("total", &total);
+}
+
+fn print_row(name: &str, r: &Row) {
     println!(
-        "{:<66} {:>5} {:>6} {:>6} {:>11.1} {:>9.2} {:>9}",
-        "total",
-        total.runs,
-        total.passed,
-        total.failed,
-        total.virtual_us as f64 / 1e6,
-        total.real.as_secs_f64(),
-        total.ops
+        "{name:<66} {:>5} {:>6} {:>6} {:>11.1} {:>9.2} {:>9}",
+        r.runs,
+        r.passed,
+        r.failed,
+        r.virtual_us as f64 / 1e6,
+        r.real.as_secs_f64(),
+        r.ops
     );
 }
