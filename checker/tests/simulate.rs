@@ -72,6 +72,12 @@ sweeps! {
     persist3_2c: 100,
     figure8_2c: 60,
     figure8_unreliable_2c: 30,
+    follower_failure_2b: 100,
+    leader_failure_2b: 100,
+    concurrent_starts_2b: 100,
+    unreliable_agree_2c: 60,
+    reliable_churn_2c: 20,
+    unreliable_churn_2c: 40,
 }
 
 #[test]

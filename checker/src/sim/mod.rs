@@ -41,6 +41,7 @@ pub mod cli;
 pub mod kv;
 pub mod net;
 pub mod raft;
+pub mod raft_more;
 pub mod scenarios;
 pub mod trace;
 pub mod workload;
