@@ -78,6 +78,14 @@ sweeps! {
     unreliable_agree_2c: 60,
     reliable_churn_2c: 20,
     unreliable_churn_2c: 40,
+    rpc_bytes_2b: 50,
+    snapshot_basic_2d: 100,
+    snapshot_install_2d: 200,
+    snapshot_install_unreliable_2d: 200,
+    snapshot_install_crash_2d: 200,
+    snapshot_install_uncrash_2d: 200,
+    snapshot_all_crash_2d: 100,
+    snapshot_init_2d: 100,
 }
 
 #[test]

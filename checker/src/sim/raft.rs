@@ -26,7 +26,7 @@ pub fn seven() -> SimConfig {
     SimConfig::new(7)
 }
 
-fn sleep(sim: &mut Sim, d: Micros) -> SimResult<()> {
+pub(crate) fn sleep(sim: &mut Sim, d: Micros) -> SimResult<()> {
     sim.run_until(sim.now() + d)
 }
 
@@ -166,8 +166,19 @@ pub fn many_elections(sim: &mut Sim) -> SimResult<()> {
 /// # Errors
 /// "one(cmd) failed to reach agreement", or a broken invariant.
 pub fn one(sim: &mut Sim, cmd: u64, expected: usize, retry: bool) -> SimResult<LogIndex> {
+    one_value(sim, &cmd.to_string(), expected, retry)
+}
+
+/// [`one`] with any command value (TestRPCBytes2B's 5000-byte strings).
+///
+/// # Errors
+/// As [`one`].
+pub fn one_value(sim: &mut Sim, value: &str, expected: usize, retry: bool) -> SimResult<LogIndex> {
     let servers = sim.servers().len();
-    let value = cmd.to_string();
+    let mut cmd: String = value.chars().take(20).collect();
+    if cmd.len() < value.len() {
+        cmd.push_str("...");
+    }
     let t0 = sim.now();
     let mut starts = 0;
     while sim.now() - t0 < 10 * SEC {
@@ -175,7 +186,7 @@ pub fn one(sim: &mut Sim, cmd: u64, expected: usize, retry: bool) -> SimResult<L
         for _ in 0..servers {
             starts = (starts + 1) % servers;
             if sim.is_connected(starts) {
-                if let Some((i, _)) = sim.start(starts, value.clone())? {
+                if let Some((i, _)) = sim.start(starts, value.to_string())? {
                     index = Some(i);
                     break;
                 }
@@ -188,7 +199,7 @@ pub fn one(sim: &mut Sim, cmd: u64, expected: usize, retry: bool) -> SimResult<L
         let t1 = sim.now();
         while sim.now() - t1 < 2 * SEC {
             let (n, v) = sim.n_committed(index)?;
-            if n > 0 && n >= expected && v.as_deref() == Some(value.as_str()) {
+            if n > 0 && n >= expected && v.as_deref() == Some(value) {
                 return Ok(index);
             }
             sleep(sim, 20 * MS)?;
@@ -243,7 +254,7 @@ pub fn start1(sim: &mut Sim, i: usize) {
     sim.restart(i);
 }
 
-fn random_cmd(sim: &mut Sim) -> u64 {
+pub(crate) fn random_cmd(sim: &mut Sim) -> u64 {
     sim.rng().random_range(0..1u64 << 31)
 }
 

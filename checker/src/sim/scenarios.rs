@@ -4,6 +4,7 @@
 use super::kv::{self, Generic};
 use super::raft;
 use super::raft_more;
+use super::raft_snap;
 use super::world::{Sim, SimConfig, SimResult};
 use super::LINEARIZABILITY_BUDGET;
 
@@ -162,6 +163,32 @@ pub fn all() -> Vec<Scenario> {
         special("unreliable_agree_2c", "TestUnreliableAgree2C", Suite::Raft, raft::five_unreliable, raft_more::unreliable_agree),
         special("reliable_churn_2c", "TestReliableChurn2C", Suite::Raft, raft::five, raft_more::churn),
         special("unreliable_churn_2c", "TestUnreliableChurn2C", Suite::Raft, raft::five_unreliable, raft_more::churn),
+        special("rpc_bytes_2b", "TestRPCBytes2B", Suite::Raft, raft::three, raft_snap::rpc_bytes),
+        special("snapshot_basic_2d", "TestSnapshotBasic2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_basic),
+        special("snapshot_install_2d", "TestSnapshotInstall2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_install),
+        special(
+            "snapshot_install_unreliable_2d",
+            "TestSnapshotInstallUnreliable2D",
+            Suite::Raft,
+            raft_snap::three_snapshots_unreliable,
+            raft_snap::snapshot_install,
+        ),
+        special(
+            "snapshot_install_crash_2d",
+            "TestSnapshotInstallCrash2D",
+            Suite::Raft,
+            raft_snap::three_snapshots,
+            raft_snap::snapshot_install_crash,
+        ),
+        special(
+            "snapshot_install_uncrash_2d",
+            "TestSnapshotInstallUnCrash2D",
+            Suite::Raft,
+            raft_snap::three_snapshots_unreliable,
+            raft_snap::snapshot_install_crash,
+        ),
+        special("snapshot_all_crash_2d", "TestSnapshotAllCrash2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_all_crash),
+        special("snapshot_init_2d", "TestSnapshotInit2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_init),
     ]
 }
 

@@ -101,6 +101,12 @@ pub struct Stats {
     /// Server→server requests delivered (RequestVote, AppendEntries, InstallSnapshot): the
     /// Raft lab's RPC count.
     pub peer_requests: u64,
+    /// Wire bytes (`model::log::encoded_size` of the `PeerMsg`, the postcard payload the
+    /// runtime sends) of every server→server request handed to the network, counted when sent
+    /// whatever becomes of it: labrpc's `bytesTotal`, which TestRPCBytes2B bounds.
+    pub peer_request_bytes: u64,
+    /// The same for server→server replies (labrpc does not count them).
+    pub peer_reply_bytes: u64,
     /// AppendEntries rejections delivered to leaders (fast back-up makes them few).
     pub rejections: u64,
     pub snapshot_checks: u64,
@@ -187,9 +193,11 @@ struct NodeMeta {
     /// The snapshot changed since it was last checked.
     snapshot_unchecked: bool,
     snapshots_installed: u32,
-    /// The highest index this server ever applied, across incarnations (the Raft lab's oracle
-    /// remembers what a server applied before it crashed).
-    ever_applied: LogIndex,
+    /// What this server ever applied, index → command value, across incarnations (the Raft
+    /// lab's applier oracle remembers what a server applied before it crashed): from its
+    /// `Applied`/`DuplicateSuppressed`/`StaleSuppressed` notes, and for a snapshot it installs
+    /// or restores, every index the snapshot covers (see `Sim::record_snapshot`).
+    applied: BTreeMap<LogIndex, String>,
 }
 
 /// A clerk, its retry timer, its operation in flight and the client loop driving it.
@@ -498,6 +506,14 @@ impl Sim {
 
     fn send(&mut self, from: Endpoint, to: Endpoint, wire: Wire) {
         self.stats.sent += 1;
+        if let Wire::Peer(msg) = &wire {
+            let bytes = model::log::encoded_size(msg);
+            if is_reply(&wire) {
+                self.stats.peer_reply_bytes += bytes;
+            } else {
+                self.stats.peer_request_bytes += bytes;
+            }
+        }
         if !self.links.enabled(from, to) {
             self.stats.cut += 1;
             return;
@@ -622,8 +638,8 @@ impl Sim {
             let size = after.durable.snapshot.encoded_size();
             self.stats.max_snapshot = self.stats.max_snapshot.max(size);
         }
-        self.nodes[n].ever_applied = self.nodes[n].ever_applied.max(after.last_applied);
         self.servers[n] = after;
+        self.record_applied(n, &out.notes);
         if snapshot_changed {
             self.maybe_check_snapshot(n)?;
         }
@@ -736,7 +752,9 @@ impl Sim {
         self.world(format!("restart {}", node_id(n)));
         let (server, out) = Server::restore(self.config(n), self.servers[n].durable.clone());
         self.ghost.observe_restart(&server);
+        let restored = server.durable.snapshot.last_index;
         self.servers[n] = server;
+        self.record_snapshot(n, restored);
         self.nodes[n].up = true;
         self.apply_timers(n, &out.timers);
     }
