@@ -3,10 +3,11 @@
 //! routes a reply to the connection that last sent a request of that client id; a full queue
 //! drops the reply (the clerk retries with the same seq and gets the same answer).
 
+use crate::faults::{self, Fate, Faults};
 use crate::frame::{self, Expect, FrameError};
 use crate::net::Tracker;
 use crate::server::Event;
-use model::{ClientReply, ClientRequest};
+use model::{ClientReply, ClientRequest, NodeId};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -32,6 +33,7 @@ pub(crate) fn serve(
     expect: &Expect,
     events: &SyncSender<Event>,
     limits: ClientLimits,
+    faults: &Faults,
 ) {
     let Some(_guard) = tracker.register(&stream) else { return };
     if let Err(reason) = frame::accept_hello(&mut stream, expect) {
@@ -43,7 +45,8 @@ pub(crate) fn serve(
     let (tx, rx) = mpsc::sync_channel(limits.queue.max(1));
     let Ok(writer) = stream.try_clone() else { return };
     let name = format!("client-{conn}-writer");
-    if tracker.spawn(name, move || write_replies(writer, &rx, limits.max_reply)).is_err() {
+    let (me, reply_faults) = (expect.node, faults.clone());
+    if tracker.spawn(name, move || write_replies(writer, &rx, limits.max_reply, me, &reply_faults)).is_err() {
         return;
     }
     if events.send(Event::ClientOpen { conn, replies: tx }).is_err() {
@@ -54,8 +57,16 @@ pub(crate) fn serve(
     loop {
         match frame::read_frame::<_, ClientRequest>(&mut reader, limits.max_request, &mut buf) {
             Ok(Some(request)) => {
-                if events.send(Event::Client { conn, request }).is_err() {
-                    return;
+                let fate = faults.client_request(expect.node, request.client);
+                if fate == Fate::Deliver {
+                    if events.send(Event::Client { conn, request }).is_err() {
+                        return;
+                    }
+                } else {
+                    let events = events.clone();
+                    faults::apply(fate, move || {
+                        let _ = events.send(Event::Client { conn, request });
+                    });
                 }
             }
             Ok(None) => break,
@@ -74,19 +85,27 @@ pub(crate) fn serve(
 }
 
 /// Writes replies until the loop forgets the connection or a write fails.
-fn write_replies(mut stream: TcpStream, rx: &Receiver<ClientReply>, max_reply: usize) {
+fn write_replies(mut stream: TcpStream, rx: &Receiver<ClientReply>, max_reply: usize, me: NodeId, faults: &Faults) {
     if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
         return;
     }
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
         buf.clear();
-        encode(&first, max_reply, &mut buf);
+        let encode = |reply: &ClientReply, buf: &mut Vec<u8>| {
+            if faults.client_reply(me, reply.client) != Fate::Drop {
+                encode(reply, max_reply, buf);
+            }
+        };
+        encode(&first, &mut buf);
         for _ in 1..WRITE_BATCH {
             match rx.try_recv() {
-                Ok(reply) => encode(&reply, max_reply, &mut buf),
+                Ok(reply) => encode(&reply, &mut buf),
                 Err(_) => break,
             }
+        }
+        if buf.is_empty() {
+            continue;
         }
         if let Err(e) = stream.write_all(&buf) {
             tracing::debug!(error = %e, "cannot write to client");

@@ -285,6 +285,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub timing: Timing,
     pub limits: Limits,
+    /// Injected network faults (tests); the default injects none and costs nothing.
+    pub faults: crate::faults::Faults,
 }
 
 impl ServerConfig {

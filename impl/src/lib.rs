@@ -22,6 +22,7 @@ pub mod bench;
 pub mod clerk;
 mod client_port;
 pub mod config;
+pub mod faults;
 pub mod frame;
 pub mod history;
 pub mod local;
@@ -32,5 +33,6 @@ pub mod storage;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkError};
 pub use config::{ClusterMap, Limits, ServerConfig, Timing};
+pub use faults::Faults;
 pub use local::{LocalCluster, LocalOptions};
 pub use server::{start, start_with_listeners, ServerError, ServerHandle, Status};

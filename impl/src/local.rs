@@ -4,6 +4,7 @@
 
 use crate::clerk::ClerkConfig;
 use crate::config::{ClusterMap, Limits, ServerConfig, Timing};
+use crate::faults::Faults;
 use crate::server::{self, ServerError, ServerHandle, Status};
 use model::NodeId;
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct LocalOptions {
     pub host: IpAddr,
     pub timing: Timing,
     pub limits: Limits,
+    /// Shared by every server of the cluster (and by the test driving it).
+    pub faults: Faults,
 }
 
 impl Default for LocalOptions {
@@ -35,6 +38,7 @@ impl Default for LocalOptions {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             timing: Timing::default(),
             limits: Limits::default(),
+            faults: Faults::default(),
         }
     }
 }
@@ -117,6 +121,7 @@ impl LocalCluster {
             data_dir: self.data_dir(id),
             timing: self.options.timing,
             limits: self.options.limits,
+            faults: self.options.faults.clone(),
         }
     }
 

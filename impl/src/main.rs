@@ -245,6 +245,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         data_dir: args.data,
         timing: args.timers.timing(),
         limits: args.timers.limits(),
+        faults: kvraft::Faults::default(),
     };
     let interrupted = ctrl_c()?;
     let handle = kvraft::start(config).map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 //! queue, after which its messages are dropped (Raft tolerates lost messages; the core resends
 //! on the next heartbeat), and neither the loop nor the other links wait for it.
 
+use crate::faults::{self, Fate, Faults};
 use crate::frame::{self, Dialer, Expect, FrameError, Hello};
 use crate::net::Tracker;
 use crate::server::Event;
@@ -168,6 +169,7 @@ pub(crate) fn serve_inbound(
     expect: &Expect,
     events: &SyncSender<Event>,
     max_frame: usize,
+    faults: &Faults,
 ) {
     let Some(_guard) = tracker.register(&stream) else { return };
     let hello = match frame::accept_hello(&mut stream, expect) {
@@ -185,8 +187,16 @@ pub(crate) fn serve_inbound(
     loop {
         match frame::read_frame::<_, PeerMsg>(&mut reader, max_frame, &mut buf) {
             Ok(Some(msg)) => {
-                if events.send(Event::Peer { from, msg }).is_err() {
-                    return;
+                let fate = faults.peer_frame(from, expect.node);
+                if fate == Fate::Deliver {
+                    if events.send(Event::Peer { from, msg }).is_err() {
+                        return;
+                    }
+                } else {
+                    let events = events.clone();
+                    faults::apply(fate, move || {
+                        let _ = events.send(Event::Peer { from, msg });
+                    });
                 }
             }
             Ok(None) => return,

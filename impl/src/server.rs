@@ -100,6 +100,11 @@ pub struct Status {
     /// Snapshots this server took, and installed from a leader, since it started.
     pub snapshots_taken: u64,
     pub snapshots_installed: u64,
+    /// Size of the persisted term, vote and log as the core measures it for `max_raft_state`
+    /// (the lab's `RaftStateSize`).
+    pub raft_state_bytes: u64,
+    /// Encoded size of the server's snapshot (the lab's `SnapshotSize`; 0: none).
+    pub snapshot_bytes: u64,
 }
 
 /// A running server. Dropping it stops it.
@@ -218,9 +223,9 @@ fn spawn_acceptors(
         peers: Some(config.members.keys().copied().filter(|&p| p != id).collect()),
     };
     let max_peer_frame = config.limits.max_peer_frame();
-    let (t, ev) = (tracker.clone(), events.clone());
+    let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
     net::spawn_acceptor(tracker, format!("{id}-peer-accept"), peer_listener, move |stream, addr| {
-        peer::serve_inbound(stream, addr, &t, &peer_expect, &ev, max_peer_frame);
+        peer::serve_inbound(stream, addr, &t, &peer_expect, &ev, max_peer_frame, &faults);
     })
     .map_err(ServerError::Io)?;
     let client_expect = Expect { cluster_id: config.cluster_id, node: id, peers: None };
@@ -229,9 +234,9 @@ fn spawn_acceptors(
         max_reply: config.limits.max_reply_frame(),
         queue: config.limits.client_queue,
     };
-    let (t, ev) = (tracker.clone(), events.clone());
+    let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
     net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
-        client_port::serve(stream, addr, &t, &client_expect, &ev, limits);
+        client_port::serve(stream, addr, &t, &client_expect, &ev, limits, &faults);
     })
     .map_err(ServerError::Io)
 }
@@ -547,6 +552,8 @@ impl Node {
             snapshot_index: s.durable.snapshot.last_index.0,
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,
+            raft_state_bytes: s.durable.raft_state_size(),
+            snapshot_bytes: if s.durable.snapshot.last_index.0 == 0 { 0 } else { s.durable.snapshot.encoded_size() },
         };
         *lock(&self.status) = status;
     }
