@@ -294,23 +294,33 @@ impl Clerk {
             tracing::trace!(clerk = %self.core.id, "{input} -> {out}");
         }
         let ClerkOutput { send, done, retry_timer, retried: _ } = out;
-        match retry_timer {
-            Some(true) => *retry_at = Some(Instant::now() + self.config.retry_timeout),
-            Some(false) => *retry_at = None,
-            None => {}
-        }
         if let Some(output) = done {
+            if retry_timer == Some(false) {
+                *retry_at = None;
+            }
             return Stepped::Done(output);
         }
+        let mut send_failed = false;
         if let Some((to, request)) = send {
             std::thread::sleep(self.pause());
             if let Err(e) = self.send(to, &request) {
                 tracing::debug!(server = %to, error = %e, "cannot send request");
                 self.failures += 1;
                 self.last_error = Some(format!("{to}: {e}"));
-                // The target cannot answer: fire the retry timer now.
-                *retry_at = Some(Instant::now());
+                send_failed = true;
             }
+        }
+        // The retry timer starts after the pause: started before it, a pause longer than the
+        // retry timeout (500 ms at most, against a retry timeout the caller may set lower) left
+        // no time to read any answer, and the clerk cycled through the servers for ever.
+        match retry_timer {
+            Some(true) => *retry_at = Some(Instant::now() + self.config.retry_timeout),
+            Some(false) => *retry_at = None,
+            None => {}
+        }
+        if send_failed {
+            // The target cannot answer: fire the retry timer now.
+            *retry_at = Some(Instant::now());
         }
         Stepped::Waiting
     }

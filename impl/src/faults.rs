@@ -1,0 +1,297 @@
+//! Injected network faults, for tests that run the lab's scenarios on the real runtime: a
+//! [`Faults`] handle shared by every server of a cluster (and by the test that drives it), which
+//! the transport consults for each frame it receives.
+//!
+//! - *Unreliable mode* (labrpc's): each peer frame, and each client request and reply, is dropped
+//!   with a probability (10%), and each delivered request waits an extra delay (0..27 ms) on its
+//!   own thread, so delayed frames may overtake each other as labrpc's goroutines do.
+//! - *Partitions*: a set of disabled directed server→server links. A frame on a disabled link is
+//!   black-holed: the connection stays open and nothing reports an error, so the sender times out
+//!   as it would behind a real partition, instead of failing fast.
+//! - *Client cuts*: a (client id, server) pair whose requests and replies are black-holed, to
+//!   confine a clerk to part of the cluster (the lab's `makeClient(to)`) and widen it again.
+//!
+//! Frames are judged where they are received (a peer link's reader thread, a client connection's
+//! reader and writer), so the sender's queue and socket behave as with a real network. Each
+//! server draws from its own RNG seeded from the handle's seed and its id; thread scheduling
+//! still decides which frame draws first, so a run is reproducible only in distribution.
+//!
+//! Without faults the cost is one branch on an `Option` (no handle: what the CLI runs) or one
+//! relaxed atomic load (a handle with nothing configured).
+
+use model::{ClientId, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// labrpc's unreliable mode: drop probability of a request, and of a reply.
+pub const UNRELIABLE_DROP: f64 = 0.1;
+/// labrpc's unreliable mode: a request waits U[0, 27 ms) before delivery.
+pub const UNRELIABLE_DELAY_MAX: Duration = Duration::from_millis(27);
+
+/// What happens to one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Deliver,
+    /// Deliver after this long (on another thread: later frames are not held up).
+    Delay(Duration),
+    /// Black-hole it: no error, no closed connection.
+    Drop,
+}
+
+#[derive(Debug)]
+struct State {
+    seed: u64,
+    drop_rate: f64,
+    delay_max: Duration,
+    /// Disabled directed links (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
+    /// Clients whose frames to and from a server are black-holed.
+    client_cut: BTreeSet<(ClientId, NodeId)>,
+    rngs: BTreeMap<NodeId, StdRng>,
+}
+
+impl State {
+    fn quiet(&self) -> bool {
+        self.drop_rate <= 0.0
+            && self.delay_max.is_zero()
+            && self.cut.is_empty()
+            && self.client_cut.is_empty()
+    }
+
+    fn rng(&mut self, me: NodeId) -> &mut StdRng {
+        let seed = self.seed ^ u64::from(me.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.rngs
+            .entry(me)
+            .or_insert_with(|| StdRng::seed_from_u64(seed))
+    }
+
+    /// Drop with `drop_rate`, else delay (when `delay`) by U[0, delay_max).
+    fn draw(&mut self, me: NodeId, delay: bool) -> Fate {
+        let (drop_rate, delay_max) = (self.drop_rate, self.delay_max);
+        let rng = self.rng(me);
+        if drop_rate > 0.0 && rng.random::<f64>() < drop_rate {
+            return Fate::Drop;
+        }
+        if delay && !delay_max.is_zero() {
+            return Fate::Delay(delay_max.mul_f64(rng.random::<f64>()));
+        }
+        Fate::Deliver
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// False while nothing is configured: the per-frame check is this one load.
+    active: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// A cluster's fault configuration; clones share it. [`Faults::default`] is "no faults" and
+/// costs nothing.
+#[derive(Clone, Default)]
+pub struct Faults {
+    shared: Option<Arc<Shared>>,
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.shared {
+            None => f.write_str("Faults(none)"),
+            Some(s) => write!(f, "Faults({:?})", crate::net::lock(&s.state)),
+        }
+    }
+}
+
+impl Faults {
+    /// A handle with nothing configured yet; per-server RNGs derive from `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> Faults {
+        let state = State {
+            seed,
+            drop_rate: 0.0,
+            delay_max: Duration::ZERO,
+            cut: BTreeSet::new(),
+            client_cut: BTreeSet::new(),
+            rngs: BTreeMap::new(),
+        };
+        Faults {
+            shared: Some(Arc::new(Shared {
+                active: AtomicBool::new(false),
+                state: Mutex::new(state),
+            })),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let Some(shared) = &self.shared else {
+            panic!("Faults::default() cannot be configured; use Faults::new(seed)")
+        };
+        let mut state = crate::net::lock(&shared.state);
+        change(&mut state);
+        shared.active.store(!state.quiet(), Ordering::Release);
+    }
+
+    /// labrpc's unreliable mode on (10% drops each way, 0..27 ms delay) or off.
+    pub fn set_unreliable(&self, on: bool) {
+        let (rate, delay) = if on {
+            (UNRELIABLE_DROP, UNRELIABLE_DELAY_MAX)
+        } else {
+            (0.0, Duration::ZERO)
+        };
+        self.set_drop_rate(rate);
+        self.set_delay_max(delay);
+    }
+
+    /// Probability of dropping each frame (peer frames, client requests, client replies).
+    pub fn set_drop_rate(&self, rate: f64) {
+        self.update(|s| s.drop_rate = rate.clamp(0.0, 1.0));
+    }
+
+    /// Delivered peer frames and client requests wait U[0, `max`).
+    pub fn set_delay_max(&self, max: Duration) {
+        self.update(|s| s.delay_max = max);
+    }
+
+    /// Splits the servers into `groups`: links within a group work, links across groups are
+    /// black-holed (both directions). Replaces any earlier partition; client links are untouched.
+    pub fn partition(&self, groups: &[&[NodeId]]) {
+        self.update(|s| {
+            s.cut.clear();
+            for (i, a) in groups.iter().enumerate() {
+                for (j, b) in groups.iter().enumerate() {
+                    if i != j {
+                        s.cut.extend(
+                            a.iter()
+                                .flat_map(|&from| b.iter().map(move |&to| (from, to))),
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    /// Black-holes the directed link `from` → `to`.
+    pub fn cut_link(&self, from: NodeId, to: NodeId) {
+        self.update(|s| {
+            s.cut.insert((from, to));
+        });
+    }
+
+    /// Black-holes everything between `client` and `servers` (confines a clerk to the others).
+    pub fn cut_client(&self, client: ClientId, servers: &[NodeId]) {
+        self.update(|s| s.client_cut.extend(servers.iter().map(|&n| (client, n))));
+    }
+
+    /// Reconnects every server↔server and client↔server link (drops and delays stay).
+    pub fn heal(&self) {
+        self.update(|s| {
+            s.cut.clear();
+            s.client_cut.clear();
+        });
+    }
+
+    fn state(&self) -> Option<std::sync::MutexGuard<'_, State>> {
+        let shared = self.shared.as_ref()?;
+        if !shared.active.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(crate::net::lock(&shared.state))
+    }
+
+    /// The fate of a peer frame `from` → `to`, judged at `to`.
+    pub(crate) fn peer_frame(&self, from: NodeId, to: NodeId) -> Fate {
+        let Some(mut s) = self.state() else {
+            return Fate::Deliver;
+        };
+        if s.cut.contains(&(from, to)) {
+            return Fate::Drop;
+        }
+        s.draw(to, true)
+    }
+
+    /// The fate of a request from `client` at server `me`.
+    pub(crate) fn client_request(&self, me: NodeId, client: ClientId) -> Fate {
+        let Some(mut s) = self.state() else {
+            return Fate::Deliver;
+        };
+        if s.client_cut.contains(&(client, me)) {
+            return Fate::Drop;
+        }
+        s.draw(me, true)
+    }
+
+    /// The fate of a reply from server `me` to `client` (dropped or sent at once).
+    pub(crate) fn client_reply(&self, me: NodeId, client: ClientId) -> Fate {
+        let Some(mut s) = self.state() else {
+            return Fate::Deliver;
+        };
+        if s.client_cut.contains(&(client, me)) {
+            return Fate::Drop;
+        }
+        s.draw(me, false)
+    }
+}
+
+/// Runs `deliver` now, later on its own thread, or never, as `fate` says.
+pub(crate) fn apply<F: FnOnce() + Send + 'static>(fate: Fate, deliver: F) {
+    match fate {
+        Fate::Deliver => deliver(),
+        Fate::Drop => {}
+        Fate::Delay(d) => {
+            let spawned = std::thread::Builder::new()
+                .name("delayed-frame".into())
+                .spawn(move || {
+                    std::thread::sleep(d);
+                    deliver();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot delay a frame: dropped");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_cut_across_groups_only() {
+        let f = Faults::new(7);
+        let (a, b, c) = (NodeId(1), NodeId(2), NodeId(3));
+        assert_eq!(f.peer_frame(a, b), Fate::Deliver);
+        f.partition(&[&[a, b], &[c]]);
+        assert_eq!(f.peer_frame(a, b), Fate::Deliver);
+        assert_eq!(f.peer_frame(a, c), Fate::Drop);
+        assert_eq!(f.peer_frame(c, b), Fate::Drop);
+        f.cut_client(ClientId(9), &[a]);
+        assert_eq!(f.client_request(a, ClientId(9)), Fate::Drop);
+        assert_eq!(f.client_reply(b, ClientId(9)), Fate::Deliver);
+        f.heal();
+        assert_eq!(f.peer_frame(c, b), Fate::Deliver);
+        assert_eq!(f.client_reply(a, ClientId(9)), Fate::Deliver);
+        assert_eq!(Faults::default().peer_frame(a, c), Fate::Deliver);
+    }
+
+    #[test]
+    fn unreliable_mode_drops_about_a_tenth_and_delays_within_range() {
+        let f = Faults::new(1);
+        f.set_unreliable(true);
+        let fates: Vec<Fate> = (0..10_000)
+            .map(|_| f.peer_frame(NodeId(1), NodeId(2)))
+            .collect();
+        let drops = fates.iter().filter(|&&x| x == Fate::Drop).count();
+        assert!((800..1200).contains(&drops), "{drops} drops");
+        assert!(fates.iter().all(|x| match x {
+            Fate::Delay(d) => *d < UNRELIABLE_DELAY_MAX,
+            _ => true,
+        }));
+        f.set_unreliable(false);
+        assert_eq!(f.peer_frame(NodeId(1), NodeId(2)), Fate::Deliver);
+    }
+}
