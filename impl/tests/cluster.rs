@@ -16,19 +16,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
 
-/// Runs tests one at a time, with logs (captured by the harness) from `KVRAFT_TEST_LOG`.
+/// Runs tests one at a time (see `common::serial`).
 fn serial() -> MutexGuard<'static, ()> {
-    let filter = std::env::var("KVRAFT_TEST_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_test_writer()
-        .try_init();
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    common::serial("info")
 }
 
 const LONG: Duration = Duration::from_secs(30);

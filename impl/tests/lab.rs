@@ -22,16 +22,11 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
 
-/// Runs tests one at a time, with logs (captured by the harness) from `KVRAFT_TEST_LOG`.
+/// Runs tests one at a time (see `common::serial`).
 fn serial() -> MutexGuard<'static, ()> {
-    let filter = std::env::var("KVRAFT_TEST_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_test_writer()
-        .try_init();
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    common::serial("warn")
 }
 
 /// `d` times `KVRAFT_TIME_SCALE` (default 1.0).
