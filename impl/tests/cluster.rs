@@ -11,7 +11,7 @@ use kvraft::frame::{self, Dialer, DialError, Hello};
 use kvraft::history::{self, Clock, HistoryOp};
 use kvraft::storage::{Identity, Storage, StorageError, RECORD_HEADER_LEN};
 use kvraft::{Clerk, LocalCluster, LocalOptions, ServerConfig, ServerError};
-use model::{NodeId, Op, OpOutput};
+use model::{NodeId, Op};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,15 +55,7 @@ fn wal_path(cluster: &LocalCluster, id: NodeId) -> PathBuf {
 }
 
 fn to_timed(ops: &[HistoryOp]) -> Vec<specs::TimedOp> {
-    ops.iter()
-        .map(|o| specs::TimedOp {
-            client: o.client,
-            op: o.op.clone(),
-            output: o.output.clone().map(OpOutput::Value),
-            call: o.call,
-            ret: o.ret,
-        })
-        .collect()
+    common::to_timed(ops)
 }
 
 fn assert_linearizable(ops: &[HistoryOp]) {

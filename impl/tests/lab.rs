@@ -116,16 +116,7 @@ impl Recorder {
     /// The lab's porcupine check: a non-linearizable history fails, an exhausted budget passes.
     fn check_linearizable(&self, test: &str) {
         let ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
-        let timed: Vec<specs::TimedOp> = ops
-            .iter()
-            .map(|o| specs::TimedOp {
-                client: o.client,
-                op: o.op.clone(),
-                output: o.output.clone().map(OpOutput::Value),
-                call: o.call,
-                ret: o.ret,
-            })
-            .collect();
+        let timed = common::to_timed(&ops);
         match specs::check_timed(&timed, 5_000_000) {
             specs::Verdict::Linearizable => {}
             unknown @ specs::Verdict::Unknown { .. } => {
