@@ -1,28 +1,78 @@
 //! A server's client port: each clerk connection gets a reader thread (handshake, then requests
-//! become events for the loop) and a writer thread fed by a bounded queue of replies. The loop
-//! routes a reply to the connection that last sent a request of that client id; a full queue
-//! drops the reply (the clerk retries with the same seq and gets the same answer).
+//! become events for the loop) and an [`Outbox`] for replies: the loop writes replies into the
+//! socket itself when it takes them at once, and a writer thread writes the rest. The loop
+//! routes a reply to the connection that last sent a request of that client id; a connection
+//! too far behind drops replies (the clerk retries with the same seq and gets the same answer).
 
 use crate::faults::{self, Fate, Faults};
 use crate::frame::{self, Expect, FrameError};
 use crate::net::Tracker;
+use crate::outbox::{Outbox, Sent};
 use crate::server::Event;
 use model::{ClientReply, ClientRequest, NodeId};
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A clerk that accepts no bytes for this long is disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-const WRITE_BATCH: usize = 256;
+/// How often an idle writer thread checks whether the server is stopping.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
 
 /// Limits of one client connection.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientLimits {
     pub max_request: usize,
     pub max_reply: usize,
-    pub queue: usize,
+    /// Reply bytes kept for a clerk that does not read them, at most.
+    pub pending_bytes: usize,
+}
+
+/// The loop's end of one client connection. Dropping it ends the connection's writer thread.
+pub(crate) struct ClientConn {
+    outbox: Arc<Outbox>,
+    max_reply: usize,
+    /// This server, and the fault hook that may drop replies (labrpc's unreliable mode).
+    me: NodeId,
+    faults: Faults,
+    /// The replies of the current batch, sent together by [`ClientConn::flush`].
+    buf: Vec<u8>,
+}
+
+impl ClientConn {
+    /// Adds `reply` to what [`ClientConn::flush`] sends.
+    pub(crate) fn push(&mut self, reply: &ClientReply) {
+        if self.faults.client_reply(self.me, reply.client) == Fate::Drop {
+            return;
+        }
+        if let Err(e) = frame::encode_frame(reply, self.max_reply, &mut self.buf) {
+            tracing::error!(error = %e, "reply not sent");
+        }
+    }
+
+    /// Nothing pushed since the last flush.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Sends the replies pushed since the last flush.
+    pub(crate) fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if self.outbox.send(&self.buf) == Sent::Dropped {
+            tracing::debug!(bytes = self.buf.len(), "client connection gone or too far behind: replies dropped");
+        }
+        self.buf.clear();
+    }
+}
+
+impl Drop for ClientConn {
+    fn drop(&mut self) {
+        self.outbox.close();
+    }
 }
 
 /// Serves one client connection until it closes or misbehaves.
@@ -42,14 +92,25 @@ pub(crate) fn serve(
     }
     let _ = stream.set_nodelay(true);
     let conn = tracker.next_id();
-    let (tx, rx) = mpsc::sync_channel(limits.queue.max(1));
-    let Ok(writer) = stream.try_clone() else { return };
-    let name = format!("client-{conn}-writer");
-    let (me, reply_faults) = (expect.node, faults.clone());
-    if tracker.spawn(name, move || write_replies(writer, &rx, limits.max_reply, me, &reply_faults)).is_err() {
+    let outbox = Arc::new(Outbox::new(limits.pending_bytes));
+    let (Ok(for_outbox), Ok(mut writer)) = (stream.try_clone(), stream.try_clone()) else { return };
+    if writer.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
         return;
     }
-    if events.send(Event::ClientOpen { conn, replies: tx }).is_err() {
+    outbox.connected(for_outbox);
+    let (o, t) = (Arc::clone(&outbox), tracker.clone());
+    let name = format!("client-{conn}-writer");
+    let spawned = tracker.spawn(name, move || {
+        if let Err(e) = o.pump(&mut writer, IDLE_CHECK, || t.stopping()) {
+            tracing::debug!(error = %e, "cannot write to client");
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    if spawned.is_err() {
+        return;
+    }
+    let replies = ClientConn { outbox, max_reply: limits.max_reply, me: expect.node, faults: faults.clone(), buf: Vec::new() };
+    if events.send(Event::ClientOpen { conn, replies }).is_err() {
         return;
     }
     let mut reader = BufReader::new(stream);
@@ -82,41 +143,4 @@ pub(crate) fn serve(
     }
     let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
     let _ = events.send(Event::ClientClosed { conn });
-}
-
-/// Writes replies until the loop forgets the connection or a write fails.
-fn write_replies(mut stream: TcpStream, rx: &Receiver<ClientReply>, max_reply: usize, me: NodeId, faults: &Faults) {
-    if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
-        return;
-    }
-    let mut buf = Vec::new();
-    while let Ok(first) = rx.recv() {
-        buf.clear();
-        let encode = |reply: &ClientReply, buf: &mut Vec<u8>| {
-            if faults.client_reply(me, reply.client) != Fate::Drop {
-                encode(reply, max_reply, buf);
-            }
-        };
-        encode(&first, &mut buf);
-        for _ in 1..WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(reply) => encode(&reply, &mut buf),
-                Err(_) => break,
-            }
-        }
-        if buf.is_empty() {
-            continue;
-        }
-        if let Err(e) = stream.write_all(&buf) {
-            tracing::debug!(error = %e, "cannot write to client");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
-        }
-    }
-}
-
-fn encode(reply: &ClientReply, max: usize, buf: &mut Vec<u8>) {
-    if let Err(e) = frame::encode_frame(reply, max, buf) {
-        tracing::error!(error = %e, "reply not sent");
-    }
 }

@@ -131,10 +131,12 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Entries per AppendEntries (the core's `Config::max_entries_per_append`).
     pub max_entries_per_append: usize,
-    /// Messages queued per peer link before new ones are dropped (Raft tolerates loss).
-    pub peer_queue: usize,
-    /// Replies queued per client connection before new ones are dropped (the clerk retries).
-    pub client_queue: usize,
+    /// Bytes kept per peer link for a peer that does not take them at once, before new
+    /// messages are dropped (Raft tolerates loss). One larger message is still sent when
+    /// nothing is waiting before it.
+    pub peer_pending_bytes: usize,
+    /// The same per client connection, for replies (the clerk retries).
+    pub client_pending_bytes: usize,
     /// Snapshot once the persisted Raft state (`model::Durable::raft_state_size`: term, vote
     /// and the retained log) reaches this many bytes; `None`: never (the log grows without
     /// bound). The core's `Config::max_raft_state`.
@@ -152,8 +154,8 @@ impl Default for Limits {
         Limits {
             max_request_bytes: 256 << 10,
             max_entries_per_append: 64,
-            peer_queue: 1024,
-            client_queue: 1024,
+            peer_pending_bytes: 16 << 20,
+            client_pending_bytes: 1 << 20,
             max_raft_state: None,
             max_snapshot_bytes: 1 << 30,
         }

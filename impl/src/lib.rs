@@ -27,6 +27,7 @@ pub mod frame;
 pub mod history;
 pub mod local;
 mod net;
+mod outbox;
 mod peer;
 pub mod server;
 pub mod storage;

@@ -1,20 +1,23 @@
 //! Server-to-server transport. Each server dials each peer once and uses that connection only
 //! to send; what a peer sends back arrives on the connection the peer dialed. So every link has
-//! one writer thread with a bounded queue ([`PeerLink`]) on the sending side and one reader
-//! thread on the receiving side ([`serve_inbound`]).
+//! one [`PeerLink`] on the sending side (the loop writes into the socket itself when it can, a
+//! writer thread takes over what the socket does not take at once, and dials and re-dials) and
+//! one reader thread on the receiving side ([`serve_inbound`]).
 //!
-//! The event loop only ever `try_send`s into a link's queue: a slow or dead peer fills its own
-//! queue, after which its messages are dropped (Raft tolerates lost messages; the core resends
-//! on the next heartbeat), and neither the loop nor the other links wait for it.
+//! The event loop never waits on a link (see [`crate::outbox`]): a slow or dead peer's frames
+//! pile up to a bound and are then dropped (Raft tolerates lost messages; the core resends on
+//! the next heartbeat), and neither the loop nor the other links wait for it.
 
 use crate::faults::{self, Fate, Faults};
 use crate::frame::{self, Dialer, Expect, FrameError, Hello};
 use crate::net::Tracker;
+use crate::outbox::{Outbox, Sent};
 use crate::server::Event;
 use model::{NodeId, PeerMsg};
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::Duration;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -22,13 +25,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A peer that accepts no bytes for this long is treated as dead: the link reconnects.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Messages written with one `write` at most.
-const WRITE_BATCH: usize = 256;
+/// How often an idle writer thread checks whether the server is stopping.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
 
-/// The sending side of the link to one peer.
+/// The sending side of the link to one peer, owned by the event loop. Dropping it ends the
+/// link's writer thread.
 pub(crate) struct PeerLink {
     peer: NodeId,
-    queue: SyncSender<PeerMsg>,
+    outbox: Arc<Outbox>,
+    max_frame: usize,
+    /// The frames of the current batch, sent together by [`PeerLink::flush`].
+    buf: Vec<u8>,
 }
 
 impl PeerLink {
@@ -40,24 +47,52 @@ impl PeerLink {
         peer: NodeId,
         addr: SocketAddr,
         cluster_id: u64,
-        queue: usize,
+        pending_bytes: usize,
         max_frame: usize,
     ) -> std::io::Result<PeerLink> {
-        let (tx, rx) = mpsc::sync_channel(queue.max(1));
-        let writer = Writer { tracker: tracker.clone(), me, peer, addr, cluster_id, max_frame, queue: rx };
+        let outbox = Arc::new(Outbox::new(pending_bytes));
+        let writer = Writer { tracker: tracker.clone(), me, peer, addr, cluster_id, outbox: Arc::clone(&outbox) };
         tracker.spawn(format!("{me}-to-{peer}"), move || writer.run())?;
-        Ok(PeerLink { peer, queue: tx })
+        Ok(PeerLink { peer, outbox, max_frame, buf: Vec::new() })
     }
 
-    /// Queues `msg`; drops it when the queue is full.
-    pub(crate) fn send(&self, msg: PeerMsg) {
-        match self.queue.try_send(msg) {
-            Ok(()) => {}
-            Err(TrySendError::Full(msg)) => {
-                tracing::debug!(peer = %self.peer, %msg, "peer queue full: message dropped");
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+    /// Adds `msg` to the frames [`PeerLink::flush`] sends.
+    pub(crate) fn push(&mut self, msg: &PeerMsg) {
+        let Err(e) = frame::encode_frame(msg, self.max_frame, &mut self.buf) else { return };
+        if let PeerMsg::InstallSnapshot { snapshot, .. } = msg {
+            // Only possible when servers run with different --max-snapshot-bytes: a server's
+            // own storage refuses to keep a snapshot over its limit.
+            tracing::error!(
+                peer = %self.peer,
+                snapshot_index = %snapshot.last_index,
+                error = %e,
+                "InstallSnapshot not sent: the snapshot exceeds the peer frame limit, so this \
+                 follower cannot catch up; raise --max-snapshot-bytes (on every server)"
+            );
+        } else {
+            tracing::error!(peer = %self.peer, error = %e, "message not sent");
         }
+    }
+
+    /// Sends the frames pushed since the last flush, with one `send` when the socket takes
+    /// them; drops them when the link is down or too far behind.
+    pub(crate) fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if self.outbox.send(&self.buf) == Sent::Dropped {
+            tracing::debug!(peer = %self.peer, bytes = self.buf.len(), "peer link down or full: messages dropped");
+        }
+        self.buf.clear();
+        if self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new(); // do not keep a snapshot-sized buffer for ever
+        }
+    }
+}
+
+impl Drop for PeerLink {
+    fn drop(&mut self) {
+        self.outbox.close();
     }
 }
 
@@ -67,12 +102,11 @@ struct Writer {
     peer: NodeId,
     addr: SocketAddr,
     cluster_id: u64,
-    max_frame: usize,
-    queue: Receiver<PeerMsg>,
+    outbox: Arc<Outbox>,
 }
 
 impl Writer {
-    /// Connects, pumps the queue into the connection, and on any failure backs off and
+    /// Connects, writes what the loop could not send at once, and on any failure backs off and
     /// reconnects; ends when the event loop drops the link (or the server stops).
     fn run(self) {
         let hello = Hello::new(self.cluster_id, Dialer::Peer { from: self.me, to: self.peer });
@@ -84,7 +118,7 @@ impl Writer {
                     tracing::info!(node = %self.me, peer = %self.peer, addr = %self.addr, "connected to peer");
                     backoff = BACKOFF_MIN;
                     last_error.clear();
-                    match self.pump(stream) {
+                    match self.serve(stream) {
                         Ok(()) => return,
                         Err(e) => tracing::info!(node = %self.me, peer = %self.peer, error = %e, "peer link lost; reconnecting"),
                     }
@@ -103,60 +137,23 @@ impl Writer {
                     }
                 }
             }
-            // Wait before retrying; what is queued meanwhile is stale and dropped.
-            let until = std::time::Instant::now() + backoff;
-            loop {
-                let now = std::time::Instant::now();
-                if now >= until {
-                    break;
-                }
-                match self.queue.recv_timeout(until - now) {
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
+            // Wait before retrying; what the loop sends meanwhile is dropped.
+            if self.outbox.wait_closed(backoff) {
+                return;
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    /// Writes queued messages until the queue is dropped (`Ok`) or the connection fails.
-    fn pump(&self, mut stream: TcpStream) -> std::io::Result<()> {
+    /// Hands the connection to the outbox and writes for it until the link is dropped (`Ok`)
+    /// or the connection fails.
+    fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
         let Some(_guard) = self.tracker.register(&stream) else { return Ok(()) };
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        let mut buf = Vec::new();
-        loop {
-            let Ok(first) = self.queue.recv() else { return Ok(()) };
-            buf.clear();
-            self.encode(&first, &mut buf);
-            for _ in 1..WRITE_BATCH {
-                match self.queue.try_recv() {
-                    Ok(msg) => self.encode(&msg, &mut buf),
-                    Err(_) => break,
-                }
-            }
-            stream.write_all(&buf)?;
-            if buf.capacity() > 1 << 20 {
-                buf = Vec::new(); // do not keep a snapshot-sized buffer for ever
-            }
-        }
-    }
-
-    fn encode(&self, msg: &PeerMsg, buf: &mut Vec<u8>) {
-        let Err(e) = frame::encode_frame(msg, self.max_frame, buf) else { return };
-        if let PeerMsg::InstallSnapshot { snapshot, .. } = msg {
-            // Only possible when servers run with different --max-snapshot-bytes: a server's
-            // own storage refuses to keep a snapshot over its limit.
-            tracing::error!(
-                peer = %self.peer,
-                snapshot_index = %snapshot.last_index,
-                error = %e,
-                "InstallSnapshot not sent: the snapshot exceeds the peer frame limit, so this \
-                 follower cannot catch up; raise --max-snapshot-bytes (on every server)"
-            );
-        } else {
-            tracing::error!(peer = %self.peer, error = %e, "message not sent");
-        }
+        self.outbox.connected(stream.try_clone()?);
+        let result = self.outbox.pump(&mut stream, IDLE_CHECK, || self.tracker.stopping());
+        self.outbox.disconnected();
+        result
     }
 }
 

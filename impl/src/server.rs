@@ -23,7 +23,7 @@
 //! decides nothing about the protocol; it only converts events into `Input`s and executes
 //! `Output`s.
 
-use crate::client_port::{self, ClientLimits};
+use crate::client_port::{self, ClientConn, ClientLimits};
 use crate::config::{ServerConfig, Timing};
 use crate::frame::Expect;
 use crate::net::{self, lock, Tracker};
@@ -34,7 +34,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the transport threads tell the loop.
 pub(crate) enum Event {
     Peer { from: NodeId, msg: PeerMsg },
-    ClientOpen { conn: u64, replies: SyncSender<ClientReply> },
+    ClientOpen { conn: u64, replies: ClientConn },
     Client { conn: u64, request: ClientRequest },
     ClientClosed { conn: u64 },
     Stop,
@@ -169,7 +169,7 @@ pub fn start_with_listeners(
     let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);
     let mut peers = BTreeMap::new();
     for (&peer, &addr) in config.members.iter().filter(|(&p, _)| p != id) {
-        let link = PeerLink::spawn(&tracker, id, peer, addr, config.cluster_id, limits.peer_queue, limits.max_peer_frame())
+        let link = PeerLink::spawn(&tracker, id, peer, addr, config.cluster_id, limits.peer_pending_bytes, limits.max_peer_frame())
             .map_err(ServerError::Io)?;
         peers.insert(peer, link);
     }
@@ -232,7 +232,7 @@ fn spawn_acceptors(
     let limits = ClientLimits {
         max_request: config.limits.max_request_bytes,
         max_reply: config.limits.max_reply_frame(),
-        queue: config.limits.client_queue,
+        pending_bytes: config.limits.client_pending_bytes,
     };
     let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
     net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
@@ -388,8 +388,8 @@ struct Node {
     server: model::Server,
     storage: Storage,
     peers: BTreeMap<NodeId, PeerLink>,
-    /// Open client connections and their reply queues.
-    conns: HashMap<u64, SyncSender<ClientReply>>,
+    /// Open client connections, where replies go.
+    conns: HashMap<u64, ClientConn>,
     /// Where each client's replies go: the connection of its latest request.
     routes: HashMap<ClientId, u64>,
     timers: Timers,
@@ -459,8 +459,9 @@ impl Node {
 
     fn step(&mut self, input: Input) {
         let shown = tracing::enabled!(tracing::Level::DEBUG).then(|| input.clone());
-        let (next, out) = model::step(&self.server, input);
-        self.server = next;
+        // In place: the core's state is owned here alone, so the log and the key/value map
+        // are updated without copying what an old state would share.
+        let out = model::step_in_place(&mut self.server, input);
         if let Some(input) = shown {
             tracing::debug!("{input}\n{out}");
             tracing::trace!("state {}", self.server);
@@ -511,33 +512,41 @@ impl Node {
             );
         }
         self.batch.persist.clear();
+        // Each peer's and each connection's frames of the batch leave together.
         for (to, msg) in self.batch.send.drain(..) {
-            if let Some(link) = self.peers.get(&to) {
-                link.send(msg);
+            if let Some(link) = self.peers.get_mut(&to) {
+                link.push(&msg);
             }
         }
+        for link in self.peers.values_mut() {
+            link.flush();
+        }
         let replies = std::mem::take(&mut self.batch.reply);
+        let mut touched = Vec::new();
         for reply in replies {
-            self.route(reply);
+            touched.extend(self.route(&reply));
+        }
+        for conn in touched {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.flush();
+            }
         }
         self.timers.apply(&self.batch.timers);
         self.batch.timers.clear();
         Ok(())
     }
 
-    fn route(&mut self, reply: ClientReply) {
+    /// Adds `reply` to the frames of the connection that last sent a request of its client;
+    /// returns that connection the first time it gets a frame in this batch.
+    fn route(&mut self, reply: &ClientReply) -> Option<u64> {
         let Some(&conn) = self.routes.get(&reply.client) else {
             tracing::debug!(%reply, "no connection for this client: reply dropped");
-            return;
+            return None;
         };
-        let Some(queue) = self.conns.get(&conn) else { return };
-        match queue.try_send(reply) {
-            Ok(()) => {}
-            Err(TrySendError::Full(reply)) => tracing::debug!(%reply, "client queue full: reply dropped"),
-            Err(TrySendError::Disconnected(_)) => {
-                self.conns.remove(&conn);
-            }
-        }
+        let c = self.conns.get_mut(&conn)?;
+        let first = c.is_empty();
+        c.push(reply);
+        first.then_some(conn)
     }
 
     fn publish_status(&self) {

@@ -1,7 +1,8 @@
 //! kvraft's pure core: Raft (extended paper, Figure 2), the key/value state machine with its
 //! client-session table, and the clerk, each as a deterministic step function.
 //!
-//! - [`step`]`(&Server, Input) -> (Server, Output)` advances a server by one input;
+//! - [`step`]`(&Server, Input) -> (Server, Output)` advances a server by one input
+//!   ([`step_in_place`] makes the same transition on a server the caller owns);
 //!   [`Server::restore`] is the only way one starts (fresh or after a crash).
 //! - [`clerk_step`]`(&Clerk, ClerkInput) -> (Clerk, ClerkOutput)` does the same for a client.
 //!
@@ -36,7 +37,7 @@ pub use log::Log;
 pub use snapshot::Snapshot;
 pub use net::{Endpoint, Envelope, Wire};
 pub use state::{Config, Durable, DurableChange, LeaderState, Pending, ReplayError, Role, Server};
-pub use step::step;
+pub use step::{step, step_in_place};
 pub use types::{
     ClientId, ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, NodeId, Op,
     OpOutput, PeerMsg, Seq, Term, Timer,

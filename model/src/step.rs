@@ -16,27 +16,40 @@ use crate::types::{ClientReply, ClientResult, Entry, LogIndex, NodeId, PeerMsg, 
 #[must_use]
 pub fn step(server: &Server, input: Input) -> (Server, Output) {
     let mut next = server.clone();
+    let out = step_in_place(&mut next, input);
+    (next, out)
+}
+
+/// [`step`] on a server the caller owns: the same transition, made in place. A runtime that
+/// keeps one state and drops the old one uses this: the `im` collections are then uniquely
+/// owned, so appending to the log or the key/value map updates them in place instead of
+/// copying the chunk that the old state would still share.
+pub fn step_in_place(server: &mut Server, input: Input) -> Output {
+    #[cfg(debug_assertions)]
+    let before = server.durable.clone();
     let mut out = Output::default();
     match input {
-        Input::Receive { from, msg } => next.on_message(from, msg, &mut out),
-        Input::Client(request) => next.on_client_request(request, &mut out),
-        Input::Timeout(Timer::Election) => next.on_election_timeout(&mut out),
-        Input::Timeout(Timer::Heartbeat) => next.on_heartbeat_timeout(&mut out),
+        Input::Receive { from, msg } => server.on_message(from, msg, &mut out),
+        Input::Client(request) => server.on_client_request(request, &mut out),
+        Input::Timeout(Timer::Election) => server.on_election_timeout(&mut out),
+        Input::Timeout(Timer::Heartbeat) => server.on_heartbeat_timeout(&mut out),
     }
-    next.maybe_apply(&mut out);
-    next.maybe_snapshot(&mut out);
+    server.maybe_apply(&mut out);
+    server.maybe_snapshot(&mut out);
+    #[cfg(debug_assertions)]
     debug_assert!(
-        replays_to(&server.durable, &out.persist, &next.durable),
+        replays_to(&before, &out.persist, &server.durable),
         "{}: persisted changes do not replay to the new durable state:\n{out}",
         server.id()
     );
-    (next, out)
+    out
 }
 
 /// Whether replaying `changes` onto `before` gives `after` (the persistence contract). Only
 /// what the changes can touch is compared: term and vote, the snapshot when one is among the
 /// changes, the log's bounds and size, and its entries from the first index a change wrote
 /// (so the check costs what the step changed, not the length of the log).
+#[cfg(debug_assertions)]
 fn replays_to(before: &Durable, changes: &[DurableChange], after: &Durable) -> bool {
     let mut d = before.clone();
     if changes.iter().try_for_each(|c| d.apply(c)).is_err() {
