@@ -1,6 +1,6 @@
-//! Injected network faults, for tests that run the lab's scenarios on the real runtime: a
-//! [`Faults`] handle shared by every server of a cluster (and by the test that drives it), which
-//! the transport consults for each frame it receives.
+//! Injected faults, for tests that run the lab's scenarios on the real runtime: a [`Faults`]
+//! handle shared by every server of a cluster (and by the test that drives it), which the
+//! transport consults for each frame it receives, and the event loop at each flush.
 //!
 //! - *Unreliable mode* (labrpc's): each peer frame, and each client request and reply, is dropped
 //!   with a probability (10%), and each delivered request waits an extra delay (0..27 ms) on its
@@ -10,6 +10,11 @@
 //!   as it would behind a real partition, instead of failing fast.
 //! - *Client cuts*: a (client id, server) pair whose requests and replies are black-holed, to
 //!   confine a clerk to part of the cluster (the lab's `makeClient(to)`) and widen it again.
+//! - *Power cuts*: a set of servers whose disk is gone. Such a server's event loop stops with
+//!   [`crate::ServerError::PowerCut`] at its next flush, before writing, sending or replying
+//!   anything of that batch: what is on disk is exactly what the last completed fsync covered, as
+//!   after a real power cut (which `kill -9` does not emulate: the OS page cache survives it).
+//!   The test then stops and restarts the server from its data directory.
 //!
 //! Frames are judged where they are received (a peer link's reader thread, a client connection's
 //! reader and writer), so the sender's queue and socket behave as with a real network. Each
@@ -17,7 +22,11 @@
 //! still decides which frame draws first, so a run is reproducible only in distribution.
 //!
 //! Without faults the cost is one branch on an `Option` (no handle: what the CLI runs) or one
-//! relaxed atomic load (a handle with nothing configured).
+//! atomic load (a handle with nothing configured), per frame and per flush.
+//!
+//! [`Faults::set_send_before_fsync`] is not a fault of the environment but a deliberately broken
+//! runtime (messages and replies leave before the fsync), which exists only so that the
+//! power-cut test (`impl/tests/crash.rs`) can show it catches that bug.
 
 use model::{ClientId, NodeId};
 use rand::rngs::StdRng;
@@ -53,6 +62,10 @@ struct State {
     /// Clients whose frames to and from a server are black-holed.
     client_cut: BTreeSet<(ClientId, NodeId)>,
     rngs: BTreeMap<NodeId, StdRng>,
+    /// Servers whose power is cut: their loop stops at its next flush.
+    power_cut: BTreeSet<NodeId>,
+    /// The deliberately broken flush order (tests only).
+    send_before_fsync: bool,
 }
 
 impl State {
@@ -61,6 +74,8 @@ impl State {
             && self.delay_max.is_zero()
             && self.cut.is_empty()
             && self.client_cut.is_empty()
+            && self.power_cut.is_empty()
+            && !self.send_before_fsync
     }
 
     fn rng(&mut self, me: NodeId) -> &mut StdRng {
@@ -118,6 +133,8 @@ impl Faults {
             cut: BTreeSet::new(),
             client_cut: BTreeSet::new(),
             rngs: BTreeMap::new(),
+            power_cut: BTreeSet::new(),
+            send_before_fsync: false,
         };
         Faults {
             shared: Some(Arc::new(Shared {
@@ -195,6 +212,47 @@ impl Faults {
         });
     }
 
+    /// Cuts the power of `nodes`: from now on, each one's event loop stops at its next flush,
+    /// before writing anything of that batch to disk and before sending or replying anything of
+    /// it (unless [`Faults::set_send_before_fsync`] broke that order), with
+    /// [`crate::ServerError::PowerCut`]. A flush already past that point (writing or
+    /// fsyncing) completes, as if the fsync returned just before the power went. The data
+    /// directory then holds exactly what the last completed fsync covered; stop the server
+    /// (its `stop` returns the error), call [`Faults::restore_power`], and start it again from
+    /// that directory.
+    pub fn cut_power(&self, nodes: &[NodeId]) {
+        self.update(|s| s.power_cut.extend(nodes.iter().copied()));
+    }
+
+    /// Powers `nodes` back on, so that servers started on them again run normally (a server
+    /// started while its power is still cut stops at its first flush).
+    pub fn restore_power(&self, nodes: &[NodeId]) {
+        self.update(|s| {
+            for n in nodes {
+                s.power_cut.remove(n);
+            }
+        });
+    }
+
+    /// **Deliberately broken, for `impl/tests/crash.rs` only.** When on, every server's flush
+    /// sends its batch's messages and client replies *before* writing and fsyncing the batch:
+    /// the classic "acknowledge before durability" bug, which breaks the core's Output contract
+    /// (`model::io`). A power cut then loses writes that were already acknowledged, to clients
+    /// or to the leader; the power-cut test turns this on to show that it catches the bug.
+    /// Never turn it on anywhere else.
+    pub fn set_send_before_fsync(&self, on: bool) {
+        self.update(|s| s.send_before_fsync = on);
+    }
+
+    /// What the event loop of `me` does about its disk at this flush (nothing, unless a test
+    /// set a power cut or the broken order).
+    pub(crate) fn disk(&self, me: NodeId) -> Disk {
+        match self.state() {
+            None => Disk::default(),
+            Some(s) => Disk { power_cut: s.power_cut.contains(&me), send_before_fsync: s.send_before_fsync },
+        }
+    }
+
     fn state(&self) -> Option<std::sync::MutexGuard<'_, State>> {
         let shared = self.shared.as_ref()?;
         if !shared.active.load(Ordering::Acquire) {
@@ -235,6 +293,15 @@ impl Faults {
         }
         s.draw(me, false)
     }
+}
+
+/// What a flush does about the disk faults (see [`Faults::disk`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Disk {
+    /// Stop before writing, sending or replying anything of the batch.
+    pub power_cut: bool,
+    /// Send and reply before writing (deliberately broken; tests only).
+    pub send_before_fsync: bool,
 }
 
 /// Runs `deliver` now, later on its own thread, or never, as `fate` says.
@@ -293,5 +360,22 @@ mod tests {
         }));
         f.set_unreliable(false);
         assert_eq!(f.peer_frame(NodeId(1), NodeId(2)), Fate::Deliver);
+    }
+
+    #[test]
+    fn power_cuts_affect_only_the_nodes_cut_until_restored() {
+        let f = Faults::new(3);
+        let (a, b) = (NodeId(1), NodeId(2));
+        assert_eq!(f.disk(a), Disk::default());
+        f.cut_power(&[a]);
+        assert!(f.disk(a).power_cut);
+        assert!(!f.disk(b).power_cut);
+        f.restore_power(&[a]);
+        assert_eq!(f.disk(a), Disk::default());
+        f.set_send_before_fsync(true);
+        assert_eq!(f.disk(b), Disk { power_cut: false, send_before_fsync: true });
+        f.set_send_before_fsync(false);
+        assert_eq!(f.shared.as_ref().map(|s| s.active.load(Ordering::Relaxed)), Some(false));
+        assert_eq!(Faults::default().disk(a), Disk::default());
     }
 }

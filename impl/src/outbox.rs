@@ -60,11 +60,9 @@ impl Outbox {
         }
         let Some(stream) = &s.stream else { return Sent::Dropped };
         if !s.writing && s.pending.is_empty() {
-            let sent = match send_now(stream, frames) {
-                Ok(n) => n,
-                // The writer thread meets the same error on its next write and reconnects.
-                Err(_) => 0,
-            };
+            // On an error nothing is taken: the writer thread meets the same error on its next
+            // write and reconnects.
+            let sent = send_now(stream, frames).unwrap_or_default();
             if sent == frames.len() {
                 return Sent::Taken;
             }

@@ -25,6 +25,7 @@
 
 use crate::client_port::{self, ClientConn, ClientLimits};
 use crate::config::{ServerConfig, Timing};
+use crate::faults::Faults;
 use crate::frame::Expect;
 use crate::net::{self, lock, Tracker};
 use crate::peer::{self, PeerLink};
@@ -64,6 +65,9 @@ pub enum ServerError {
     Io(std::io::Error),
     /// The event loop panicked (a broken invariant in the core, or a bug here).
     Panicked(String),
+    /// A test cut this server's power ([`crate::Faults::cut_power`]): the loop stopped before
+    /// writing, sending or replying anything of its last batch.
+    PowerCut,
 }
 
 impl fmt::Display for ServerError {
@@ -74,6 +78,7 @@ impl fmt::Display for ServerError {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Io(e) => write!(f, "{e}"),
             ServerError::Panicked(why) => write!(f, "the event loop panicked: {why}"),
+            ServerError::PowerCut => f.write_str("power cut (test fault): the last batch was neither written nor sent"),
         }
     }
 }
@@ -190,6 +195,7 @@ pub fn start_with_listeners(
         batch: Batch::default(),
         snapshots_taken: 0,
         snapshots_installed: 0,
+        faults: config.faults.clone(),
     };
     let t = tracker.clone();
     let event_loop = std::thread::Builder::new()
@@ -398,6 +404,8 @@ struct Node {
     batch: Batch,
     snapshots_taken: u64,
     snapshots_installed: u64,
+    /// Test faults consulted at each flush (power cuts); costs one branch when none are set.
+    faults: Faults,
 }
 
 impl Node {
@@ -497,7 +505,14 @@ impl Node {
     }
 
     /// Executes the batch: persist and fsync, then messages and replies, then timers.
-    fn flush(&mut self) -> Result<(), StorageError> {
+    fn flush(&mut self) -> Result<(), ServerError> {
+        let disk = self.faults.disk(self.server.id());
+        if disk.send_before_fsync {
+            self.deliver(); // the deliberately broken order (impl/tests/crash.rs only)
+        }
+        if disk.power_cut {
+            return Err(ServerError::PowerCut);
+        }
         let started = Instant::now();
         self.storage.append(&self.batch.persist)?;
         // What the directory holds (and a rotation would write) is the core's durable state.
@@ -512,7 +527,15 @@ impl Node {
             );
         }
         self.batch.persist.clear();
-        // Each peer's and each connection's frames of the batch leave together.
+        self.deliver();
+        self.timers.apply(&self.batch.timers);
+        self.batch.timers.clear();
+        Ok(())
+    }
+
+    /// Sends the batch's messages and replies: each peer's and each connection's frames of
+    /// the batch leave together.
+    fn deliver(&mut self) {
         for (to, msg) in self.batch.send.drain(..) {
             if let Some(link) = self.peers.get_mut(&to) {
                 link.push(&msg);
@@ -531,9 +554,6 @@ impl Node {
                 c.flush();
             }
         }
-        self.timers.apply(&self.batch.timers);
-        self.batch.timers.clear();
-        Ok(())
     }
 
     /// Adds `reply` to the frames of the connection that last sent a request of its client;

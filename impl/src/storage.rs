@@ -45,8 +45,8 @@
 //!    it with [`model::Durable::apply`]: that function is the one definition of replay. A damaged
 //!    record is a *torn tail* (a crash in the middle of a write that was therefore never
 //!    acknowledged) only when it is in the last segment and either runs past the end of the
-//!    file, or everything after it is zero bytes (file systems may expose a zero-filled,
-//!    never-written tail). The file is then truncated at that record and the truncation fsynced.
+//!    file, or everything after it is zero bytes (the space written ahead, or a zero-filled,
+//!    never-written tail that a file system may expose). The file is then truncated at that record and the truncation fsynced.
 //!    Any other damage (a bad checksum with data after it, a record that does not decode, a
 //!    change that does not fit the replayed state) stops the server with an error naming the
 //!    file and the offset: acknowledged writes are never dropped silently.
@@ -56,6 +56,13 @@
 //! [`Storage::append`] writes all the changes of a batch with one `write` and one `fdatasync`
 //! (group commit). Any IO error is fatal to the server: the state of the file after a failed
 //! write or fsync is unknown, and restart recovers from what is on disk.
+//!
+//! The segment is written ahead with zero bytes (16 KiB at first, then as much again as the
+//! segment holds, up to 4 MiB at a time), and records overwrite those zeros. An `fdatasync`
+//! that neither grows the file nor allocates blocks writes only the data, without a journal
+//! commit: 0.13 ms instead of 0.16–0.21 ms at the median on this project's machine. Recovery
+//! reads zero bytes after the last record as the end of the segment (a record header is never
+//! all zero: its header checksum would not match), and appending continues there.
 //!
 //! `Storage` keeps in memory the `Durable` its files hold (replaying each batch onto it with
 //! `Durable::apply`, exactly as recovery would). That copy is what a rotation writes out, and
