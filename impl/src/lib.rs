@@ -8,10 +8,10 @@
 //!   [`model::DurableChange`]s replayed with [`model::Durable::apply`], and the snapshot file a
 //!   rotation writes (atomically, before starting a new segment and deleting the old ones).
 //! - [`frame`]: length-prefixed postcard frames and the connection handshake; `peer` and
-//!   `client_port` carry them over TCP.
+//!   `client_port` carry them over TCP, and `outbox` sends them without ever blocking the loop.
 //! - [`clerk`]: the blocking client library over the core's clerk.
-//! - [`local`], [`bench`], [`history`]: a one-process cluster, closed-loop load, and recording
-//!   of what clients saw (shared/HISTORY.md).
+//! - [`local`], [`bench`](mod@bench), [`history`]: a one-process cluster, closed-loop load,
+//!   and recording of what clients saw (shared/HISTORY.md).
 //!
 //! No protocol decision is made here: everything Raft or key/value is `model::step` and
 //! `model::clerk_step`.
