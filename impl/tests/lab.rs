@@ -1,22 +1,38 @@
-//! The kvraft lab's scenarios (`shared/LAB-TESTS.md` §1.2–1.5) on the real runtime: real TCP on
-//! loopback, real data directories, faults injected through [`kvraft::Faults`] (labrpc's
-//! unreliable mode, black-holed partitions, clerks confined to part of the cluster).
+//! All 23 of the kvraft lab's tests (`shared/LAB-TESTS.md` §1.2–1.5) on the real runtime: real
+//! TCP on loopback, real data directories, faults injected through [`kvraft::Faults`] (labrpc's
+//! unreliable mode, black-holed partitions, clerks confined to part of the cluster). Each test
+//! is named after the course's, in snake case.
 //!
 //! Every clerk operation is recorded in `shared/HISTORY.md`'s form and the whole history of a
 //! test is checked with `specs::check_timed`, as the lab runs porcupine (an exhausted search
 //! budget passes with a note, as porcupine's `Unknown` does).
 //!
-//! Deviations from the lab: each GenericTest iteration runs its clients for 1.5 s instead of 5 s
-//! (the lab's 2025 edition runs 1 s); the wait after a full-cluster shutdown is 0.5 s instead
-//! of 1 s (with partitions, the lab's 1 s head start and 1 s settle after the heal are kept);
-//! every duration is multiplied by `KVRAFT_TIME_SCALE` (default 1.0) for slow machines.
+//! Deviations from the lab:
+//! - each GenericTest iteration runs its clients for 1.5 s instead of 5 s (the lab's 2025
+//!   edition runs 1 s);
+//! - the wait after a full-cluster shutdown is 0.5 s instead of 1 s (with partitions, the lab's
+//!   1 s head start and 1 s settle after the heal are kept);
+//! - TestSpeed's bound (33.3 ms per operation) is printed, not asserted, as is TestSnapshotSize's
+//!   20 s advice: a shared 2-core machine cannot promise wall-clock bounds;
+//! - TestSnapshotRPC puts 100 keys into the majority instead of 50: our log entries are smaller
+//!   than Go's gob encoding, and 50 puts (about 900 bytes) may stay under `max_raft_state` (1000),
+//!   so the majority would not compact and the lagging server would catch up from the log
+//!   instead of through InstallSnapshot, which is what the test is about;
+//! - every duration is multiplied by `KVRAFT_TIME_SCALE` (default 1.0) for slow machines.
+//!
+//! Beyond the lab: TestUnreliableOneKey's history is checked for linearizability (decided
+//! directly, see [`check_appends_linearizable`]), as are those of TestSpeed, TestSnapshotRPC and
+//! TestSnapshotSize; TestSnapshotRPC checks that the lagging server installed a snapshot;
+//! TestOnePartition checks that the minority's get also completes after the heal.
+//!
 //! The tests run one at a time.
 
 use kvraft::history::{self, Clock, HistoryOp};
-use kvraft::{Clerk, Faults, LocalCluster, LocalOptions};
+use kvraft::{Clerk, Faults, LocalCluster, LocalOptions, Status};
 use model::{NodeId, Op, OpOutput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -51,12 +67,12 @@ fn election_timeout() -> Duration {
     secs(1.0)
 }
 
-/// A clerk that asks the next server after 250 ms (labrpc fails a dropped call at once; ours
-/// waits for the retry timeout) and gives up after 30 s, so that a broken cluster fails the test
-/// instead of hanging it.
+/// A clerk that asks the next server after 150 ms (labrpc fails a dropped call within 100 ms;
+/// ours waits for the retry timeout) and gives up after 30 s, so that a broken cluster fails the
+/// test instead of hanging it.
 fn clerk(cluster: &LocalCluster) -> Clerk {
     let mut config = cluster.clerk_config();
-    config.retry_timeout = Duration::from_millis(250);
+    config.retry_timeout = Duration::from_millis(150);
     config.deadline = Some(scaled(Duration::from_secs(30)));
     Clerk::new(config)
 }
@@ -118,9 +134,14 @@ impl Recorder {
         let ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
         let timed = common::to_timed(&ops);
         match specs::check_timed(&timed, 5_000_000) {
-            specs::Verdict::Linearizable => {}
+            specs::Verdict::Linearizable => {
+                eprintln!("{test}: {} operations, linearizable", ops.len())
+            }
             unknown @ specs::Verdict::Unknown { .. } => {
-                eprintln!("{test}: linearizability unknown: {unknown}")
+                eprintln!(
+                    "{test}: {} operations, linearizability {unknown}",
+                    ops.len()
+                )
             }
             bad => {
                 let mut lines = Vec::new();
@@ -131,7 +152,67 @@ impl Recorder {
                 );
             }
         }
-        eprintln!("{test}: {} operations, linearizable", ops.len());
+    }
+}
+
+/// Linearizability of one key's history made of a put of `""`, appends of distinct items
+/// `x <client> <j> y` that all returned, and gets, when the put returned before any append was
+/// called and every get was called after every append returned: decided directly. Each get
+/// must read every item exactly once, in an order that respects real time (an append that
+/// returned before another was called comes first). `specs::check_timed` searches for the same
+/// order, but here it has nothing to prune with (appends always succeed and only the last get
+/// constrains their order), and 50 overlapping appends exhaust any budget.
+fn check_appends_linearizable(ops: &[HistoryOp], key: &str) {
+    let on_key = || ops.iter().filter(|o| o.op.key() == key);
+    let span = |o: &HistoryOp| (o.call, o.ret.expect("every operation returned"));
+    let mut appends = BTreeMap::new();
+    for o in on_key() {
+        if let Op::Append { value, .. } = &o.op {
+            let fresh = appends.insert(value.as_str(), span(o)).is_none();
+            assert!(
+                fresh,
+                "append {value:?} made twice: the check needs distinct items"
+            );
+        }
+    }
+    let first_call = appends
+        .values()
+        .map(|&(call, _)| call)
+        .min()
+        .unwrap_or(i64::MAX);
+    let last_ret = appends
+        .values()
+        .map(|&(_, ret)| ret)
+        .max()
+        .unwrap_or(i64::MIN);
+    for o in on_key() {
+        match &o.op {
+            Op::Put { value, .. } => assert!(
+                value.is_empty() && span(o).1 < first_call,
+                "the check needs one put of \"\" before every append"
+            ),
+            Op::Get { .. } => {
+                assert!(o.call > last_ret, "the check needs gets after every append");
+                let value = o.output.as_deref().unwrap_or_default();
+                let items: Vec<&str> = value.split_inclusive('y').collect();
+                let mut seen = BTreeSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let Some(&(call, _)) = appends.get(item) else {
+                        panic!("{item:?} was never appended, in {value:?}");
+                    };
+                    assert!(seen.insert(item), "{item:?} applied twice, in {value:?}");
+                    if let Some(later) = items[i + 1..].iter().find(|l| appends[*l].1 < call) {
+                        panic!("{later:?} returned before {item:?} was called, yet follows it in {value:?}");
+                    }
+                }
+                assert_eq!(
+                    seen.len(),
+                    appends.len(),
+                    "an append is missing from {value:?}"
+                );
+            }
+            Op::Append { .. } => {}
+        }
     }
 }
 
@@ -157,7 +238,51 @@ fn check_client_appends(client: usize, value: &str, count: usize) {
     }
 }
 
-/// GenericTest's parameters (fixed keys: each client owns key `"<client>"`).
+/// The lab's `checkConcurrentAppends`: every client's items in one shared value, each client's
+/// exactly once and in its own order (interleaving between clients is free).
+fn check_concurrent_appends(value: &str, counts: &[usize]) {
+    for (client, &count) in counts.iter().enumerate() {
+        check_client_appends(client, value, count);
+    }
+}
+
+/// The lab's `LogSize()` (with [`Status::raft_state_bytes`]) or `SnapshotSize()` (with
+/// [`Status::snapshot_bytes`]): the largest over the running servers.
+fn largest(cluster: &LocalCluster, size: fn(&Status) -> u64) -> u64 {
+    cluster.statuses().values().map(size).max().unwrap_or(0)
+}
+
+/// The lab's trim check: with `max_raft_state`, no server's Raft state exceeds 8 times it;
+/// without, no server has taken a snapshot.
+fn check_sizes(cluster: &LocalCluster, max_raft_state: Option<u64>) {
+    match max_raft_state {
+        Some(limit) => {
+            let log = largest(cluster, |s| s.raft_state_bytes);
+            assert!(
+                log <= 8 * limit,
+                "logs were not trimmed: raft state {log} > 8 × {limit}"
+            );
+        }
+        None => {
+            let snapshot = largest(cluster, |s| s.snapshot_bytes);
+            assert_eq!(snapshot, 0, "a snapshot was taken without max_raft_state");
+        }
+    }
+}
+
+fn start_cluster(servers: u32, max_raft_state: Option<u64>, faults: &Faults) -> LocalCluster {
+    let mut options = LocalOptions {
+        nodes: servers,
+        faults: faults.clone(),
+        ..LocalOptions::default()
+    };
+    options.limits.max_raft_state = max_raft_state;
+    LocalCluster::start(options).expect("cluster starts")
+}
+
+/// GenericTest's parameters. With fixed keys each client owns key `"<client>"`; with
+/// `random_keys` (the lab's "linearizable" tests) every operation picks one of the keys
+/// `"0"`..`"<clients - 1>"`, and only the history check judges the values.
 #[derive(Clone, Copy, Debug)]
 struct Generic {
     name: &'static str,
@@ -167,6 +292,7 @@ struct Generic {
     crash: bool,
     partitions: bool,
     max_raft_state: Option<u64>,
+    random_keys: bool,
 }
 
 const ITERATIONS: usize = 3;
@@ -201,6 +327,36 @@ fn run_client(
     j
 }
 
+/// One client's run of an iteration with random keys: each operation picks a key uniformly
+/// among `keys`, then appends (50%), puts (5%) or gets (45%). Every value written is unique
+/// (`x <cli> <j> y`), so a lost, doubled or misplaced write shows in the history. No value is
+/// predicted: only the history check judges. Returns the number of writes that completed.
+fn run_random_keys_client(
+    cli: usize,
+    keys: usize,
+    mut clerk: Clerk,
+    recorder: &Recorder,
+    stop: &AtomicBool,
+    seed: u64,
+) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut j = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let key = rng.random_range(0..keys).to_string();
+        let item = format!("x {cli} {j} y");
+        if rng.random_bool(0.5) {
+            recorder.append(&mut clerk, &key, &item);
+            j += 1;
+        } else if rng.random_bool(0.1) {
+            recorder.put(&mut clerk, &key, &item);
+            j += 1;
+        } else {
+            recorder.get(&mut clerk, &key);
+        }
+    }
+    j
+}
+
 /// The lab's partitioner: after 1 s, every 1.0–1.2 s, put each server in one of two groups by
 /// a coin flip (either group may be empty), until `stop`.
 fn partitioner(faults: &Faults, servers: u32, stop: &AtomicBool, seed: u64) {
@@ -226,92 +382,89 @@ fn partitioner(faults: &Faults, servers: u32, stop: &AtomicBool, seed: u64) {
     }
 }
 
+/// Stops every server while the clients' last operations may still be in flight, waits, and
+/// restarts them all from their data directories.
+fn crash_and_restart(cluster: &mut LocalCluster, servers: u32) {
+    let errors = cluster.stop_all();
+    assert!(errors.is_empty(), "servers had died: {errors:?}");
+    std::thread::sleep(election_timeout() / 2);
+    for n in 1..=servers {
+        cluster
+            .restart_server(NodeId(n))
+            .expect("server restarts from its data directory");
+    }
+}
+
+/// One GenericTest iteration up to the final gets: the client phase (with the partitioner),
+/// then the heal and the full-cluster crash if asked. Returns each client's write count.
+fn run_iteration(
+    t: Generic,
+    cluster: &mut LocalCluster,
+    faults: &Faults,
+    recorder: &Recorder,
+    iteration: usize,
+) -> Vec<usize> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..t.clients)
+        .map(|cli| {
+            let (clerk, recorder, stop) = (clerk(cluster), recorder.clone(), Arc::clone(&stop));
+            let seed = (iteration * 1000 + cli) as u64;
+            std::thread::spawn(move || {
+                if t.random_keys {
+                    run_random_keys_client(cli, t.clients, clerk, &recorder, &stop, seed)
+                } else {
+                    run_client(cli, clerk, &recorder, &stop, seed)
+                }
+            })
+        })
+        .collect();
+    let partitioner = t.partitions.then(|| {
+        let (faults, stop) = (faults.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || partitioner(&faults, t.servers, &stop, iteration as u64))
+    });
+    // With partitions the lab gives the clients a 1 s head start before the partitioner.
+    std::thread::sleep(secs(CLIENT_SECONDS + if t.partitions { 1.0 } else { 0.0 }));
+    stop.store(true, Ordering::Relaxed);
+    if let Some(partitioner) = partitioner {
+        partitioner
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        faults.heal();
+        // A client may be stuck at a minority leader, which must learn of the new term.
+        std::thread::sleep(election_timeout());
+    }
+    if t.crash {
+        crash_and_restart(cluster, t.servers);
+    }
+    workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        .collect()
+}
+
 fn generic_test(t: Generic) {
     let _serial = serial();
     let started = Instant::now();
     let faults = Faults::new(0x1ab5 ^ t.clients as u64);
-    let mut options = LocalOptions {
-        nodes: t.servers,
-        faults: faults.clone(),
-        ..LocalOptions::default()
-    };
-    options.limits.max_raft_state = t.max_raft_state;
-    let mut cluster = LocalCluster::start(options).expect("cluster starts");
+    let mut cluster = start_cluster(t.servers, t.max_raft_state, &faults);
     faults.set_unreliable(t.unreliable);
     let recorder = Recorder::new();
     let mut ck = clerk(&cluster);
     let mut total = 0;
     for iteration in 0..ITERATIONS {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..t.clients)
-            .map(|cli| {
-                let (clerk, recorder, stop) =
-                    (clerk(&cluster), recorder.clone(), Arc::clone(&stop));
-                let seed = (iteration * 1000 + cli) as u64;
-                std::thread::spawn(move || run_client(cli, clerk, &recorder, &stop, seed))
-            })
-            .collect();
-        let partitioner = t.partitions.then(|| {
-            let (faults, stop) = (faults.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || partitioner(&faults, t.servers, &stop, iteration as u64))
-        });
-        // With partitions the lab gives the clients a 1 s head start before the partitioner.
-        std::thread::sleep(secs(CLIENT_SECONDS + if t.partitions { 1.0 } else { 0.0 }));
-        stop.store(true, Ordering::Relaxed);
-        if let Some(partitioner) = partitioner {
-            partitioner
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            faults.heal();
-            // A client may be stuck at a minority leader, which must learn of the new term.
-            std::thread::sleep(election_timeout());
-        }
-        if t.crash {
-            // Every server stops while the clients' last operations may still be in flight.
-            let errors = cluster.stop_all();
-            assert!(errors.is_empty(), "servers had died: {errors:?}");
-            std::thread::sleep(election_timeout() / 2);
-            for n in 1..=t.servers {
-                cluster
-                    .restart_server(NodeId(n))
-                    .expect("server restarts from its data directory");
-            }
-        }
-        let counts: Vec<usize> = workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect();
+        let counts = run_iteration(t, &mut cluster, &faults, &recorder, iteration);
         for (cli, &count) in counts.iter().enumerate() {
             let value = recorder.get(&mut ck, &cli.to_string());
-            check_client_appends(cli, &value, count);
+            if !t.random_keys {
+                check_client_appends(cli, &value, count);
+            }
             total += count;
         }
-        let statuses = cluster.statuses();
-        match t.max_raft_state {
-            Some(limit) => {
-                let largest = statuses
-                    .values()
-                    .map(|s| s.raft_state_bytes)
-                    .max()
-                    .unwrap_or(0);
-                assert!(
-                    largest <= 8 * limit,
-                    "logs were not trimmed: raft state {largest} > 8 × {limit}"
-                );
-            }
-            None => {
-                let largest = statuses
-                    .values()
-                    .map(|s| s.snapshot_bytes)
-                    .max()
-                    .unwrap_or(0);
-                assert_eq!(largest, 0, "a snapshot was taken without max_raft_state");
-            }
-        }
+        check_sizes(&cluster, t.max_raft_state);
     }
     faults.set_unreliable(false);
     recorder.check_linearizable(t.name);
-    eprintln!("{}: {total} appends in {:.1?}", t.name, started.elapsed());
+    eprintln!("{}: {total} writes in {:.1?}", t.name, started.elapsed());
 }
 
 #[test]
@@ -324,6 +477,21 @@ fn basic_3a() {
         crash: false,
         partitions: false,
         max_raft_state: None,
+        random_keys: false,
+    });
+}
+
+#[test]
+fn concurrent_3a() {
+    generic_test(Generic {
+        name: "concurrent_3a",
+        clients: 5,
+        servers: 5,
+        unreliable: false,
+        crash: false,
+        partitions: false,
+        max_raft_state: None,
+        random_keys: false,
     });
 }
 
@@ -337,6 +505,49 @@ fn unreliable_3a() {
         crash: false,
         partitions: false,
         max_raft_state: None,
+        random_keys: false,
+    });
+}
+
+#[test]
+fn many_partitions_one_client_3a() {
+    generic_test(Generic {
+        name: "many_partitions_one_client_3a",
+        clients: 1,
+        servers: 5,
+        unreliable: false,
+        crash: false,
+        partitions: true,
+        max_raft_state: None,
+        random_keys: false,
+    });
+}
+
+#[test]
+fn many_partitions_many_clients_3a() {
+    generic_test(Generic {
+        name: "many_partitions_many_clients_3a",
+        clients: 5,
+        servers: 5,
+        unreliable: false,
+        crash: false,
+        partitions: true,
+        max_raft_state: None,
+        random_keys: false,
+    });
+}
+
+#[test]
+fn persist_one_client_3a() {
+    generic_test(Generic {
+        name: "persist_one_client_3a",
+        clients: 1,
+        servers: 5,
+        unreliable: false,
+        crash: true,
+        partitions: false,
+        max_raft_state: None,
+        random_keys: false,
     });
 }
 
@@ -350,19 +561,35 @@ fn persist_concurrent_3a() {
         crash: true,
         partitions: false,
         max_raft_state: None,
+        random_keys: false,
     });
 }
 
 #[test]
-fn snapshot_recover_3b() {
+fn persist_concurrent_unreliable_3a() {
     generic_test(Generic {
-        name: "snapshot_recover_3b",
-        clients: 1,
+        name: "persist_concurrent_unreliable_3a",
+        clients: 5,
+        servers: 5,
+        unreliable: true,
+        crash: true,
+        partitions: false,
+        max_raft_state: None,
+        random_keys: false,
+    });
+}
+
+#[test]
+fn persist_partition_3a() {
+    generic_test(Generic {
+        name: "persist_partition_3a",
+        clients: 5,
         servers: 5,
         unreliable: false,
         crash: true,
-        partitions: false,
-        max_raft_state: Some(1000),
+        partitions: true,
+        max_raft_state: None,
+        random_keys: false,
     });
 }
 
@@ -376,7 +603,178 @@ fn persist_partition_unreliable_3a() {
         crash: true,
         partitions: true,
         max_raft_state: None,
+        random_keys: false,
     });
+}
+
+#[test]
+fn persist_partition_unreliable_linearizable_3a() {
+    generic_test(Generic {
+        name: "persist_partition_unreliable_linearizable_3a",
+        clients: 15,
+        servers: 7,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        max_raft_state: None,
+        random_keys: true,
+    });
+}
+
+#[test]
+fn snapshot_recover_3b() {
+    generic_test(Generic {
+        name: "snapshot_recover_3b",
+        clients: 1,
+        servers: 5,
+        unreliable: false,
+        crash: true,
+        partitions: false,
+        max_raft_state: Some(1000),
+        random_keys: false,
+    });
+}
+
+#[test]
+fn snapshot_recover_many_clients_3b() {
+    generic_test(Generic {
+        name: "snapshot_recover_many_clients_3b",
+        clients: 20,
+        servers: 5,
+        unreliable: false,
+        crash: true,
+        partitions: false,
+        max_raft_state: Some(1000),
+        random_keys: false,
+    });
+}
+
+#[test]
+fn snapshot_unreliable_3b() {
+    generic_test(Generic {
+        name: "snapshot_unreliable_3b",
+        clients: 5,
+        servers: 5,
+        unreliable: true,
+        crash: false,
+        partitions: false,
+        max_raft_state: Some(1000),
+        random_keys: false,
+    });
+}
+
+#[test]
+fn snapshot_unreliable_recover_3b() {
+    generic_test(Generic {
+        name: "snapshot_unreliable_recover_3b",
+        clients: 5,
+        servers: 5,
+        unreliable: true,
+        crash: true,
+        partitions: false,
+        max_raft_state: Some(1000),
+        random_keys: false,
+    });
+}
+
+#[test]
+fn snapshot_unreliable_recover_concurrent_partition_3b() {
+    generic_test(Generic {
+        name: "snapshot_unreliable_recover_concurrent_partition_3b",
+        clients: 5,
+        servers: 5,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        max_raft_state: Some(1000),
+        random_keys: false,
+    });
+}
+
+#[test]
+fn snapshot_unreliable_recover_concurrent_partition_linearizable_3b() {
+    generic_test(Generic {
+        name: "snapshot_unreliable_recover_concurrent_partition_linearizable_3b",
+        clients: 15,
+        servers: 7,
+        unreliable: true,
+        crash: true,
+        partitions: true,
+        max_raft_state: Some(1000),
+        random_keys: true,
+    });
+}
+
+/// TestSpeed3A and TestSpeed3B: 1000 sequential appends by one clerk, after a get that waits
+/// for a leader. The lab's bound (33.3 ms per operation: at least three per 100 ms heartbeat)
+/// is printed, not asserted: a shared 2-core machine cannot promise it.
+fn speed_test(name: &str, max_raft_state: Option<u64>) {
+    const OPS: usize = 1000;
+    let _serial = serial();
+    let test_started = Instant::now();
+    let cluster = start_cluster(3, max_raft_state, &Faults::default());
+    let recorder = Recorder::new();
+    let mut ck = clerk(&cluster);
+    recorder.get(&mut ck, "x");
+    let started = Instant::now();
+    for i in 0..OPS {
+        recorder.append(&mut ck, "x", &format!("x 0 {i} y"));
+    }
+    let elapsed = started.elapsed();
+    check_client_appends(0, &recorder.get(&mut ck, "x"), OPS);
+    check_sizes(&cluster, max_raft_state);
+    recorder.check_linearizable(name);
+    eprintln!(
+        "{name}: {OPS} appends in {:.2} s, {:.2} ms/op (the lab's bound, not asserted: \
+         33.3 ms/op); {:.1?} in all",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / OPS as f64,
+        test_started.elapsed()
+    );
+}
+
+#[test]
+fn speed_3a() {
+    speed_test("speed_3a", None);
+}
+
+#[test]
+fn speed_3b() {
+    speed_test("speed_3b", Some(1000));
+}
+
+/// TestUnreliableOneKey3A: five clerks append ten items each to one key over an unreliable
+/// network; each clerk's items end up in the value exactly once and in order. Beyond the lab,
+/// the history is also checked for linearizability.
+#[test]
+fn unreliable_one_key_3a() {
+    const CLIENTS: usize = 5;
+    const APPENDS: usize = 10;
+    let _serial = serial();
+    let started = Instant::now();
+    let faults = Faults::new(0x0e4e);
+    let cluster = start_cluster(3, None, &faults);
+    faults.set_unreliable(true);
+    let recorder = Recorder::new();
+    let mut ck = clerk(&cluster);
+    recorder.put(&mut ck, "k", "");
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|cli| {
+            let (mut clerk, recorder) = (clerk(&cluster), recorder.clone());
+            std::thread::spawn(move || {
+                for j in 0..APPENDS {
+                    recorder.append(&mut clerk, "k", &format!("x {cli} {j} y"));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+    check_concurrent_appends(&recorder.get(&mut ck, "k"), &[APPENDS; CLIENTS]);
+    faults.set_unreliable(false);
+    check_appends_linearizable(&recorder.ops.lock().unwrap(), "k");
+    eprintln!("unreliable_one_key_3a: {:.1?}", started.elapsed());
 }
 
 /// TestOnePartition3A: a majority makes progress while a minority holding the old leader does
@@ -480,4 +878,164 @@ fn one_partition_3a() {
     assert_eq!(recorder.get(&mut ck, "1"), "15");
     recorder.check_linearizable("one_partition_3a");
     eprintln!("one_partition_3a: {:.1?}", started.elapsed());
+}
+
+/// TestSnapshotRPC3B: the majority compacts its log while a follower is cut off, and that
+/// follower then catches up through InstallSnapshot when the cluster needs it. Beyond the lab,
+/// it checks that the follower did install a snapshot.
+#[test]
+fn snapshot_rpc_3b() {
+    const MAX_RAFT_STATE: u64 = 1000;
+    const PUTS: usize = 100;
+    let _serial = serial();
+    let started = Instant::now();
+    let (n1, n2, n3) = (NodeId(1), NodeId(2), NodeId(3));
+    let faults = Faults::new(15);
+    let cluster = start_cluster(3, Some(MAX_RAFT_STATE), &faults);
+    let recorder = Recorder::new();
+    let mut ck = clerk(&cluster);
+    recorder.put(&mut ck, "a", "A");
+    assert_eq!(recorder.get(&mut ck, "a"), "A");
+
+    // A bunch of puts into the majority {1, 2}, while 3 is cut off: enough to take the log
+    // past max_raft_state (the lab's 50 are about 900 bytes in our encoding).
+    faults.partition(&[&[n1, n2], &[n3]]);
+    let mut ck1 = clerk(&cluster);
+    faults.cut_client(ck1.id(), &[n3]);
+    for i in 0..PUTS {
+        recorder.put(&mut ck1, &i.to_string(), &i.to_string());
+    }
+    std::thread::sleep(election_timeout());
+    recorder.put(&mut ck1, "b", "B");
+    // The majority has thrown away most of its log, though 3 never acknowledged it.
+    check_sizes(&cluster, Some(MAX_RAFT_STATE));
+
+    // A majority that needs the lagging server 3, which must catch up.
+    faults.partition(&[&[n1, n3], &[n2]]);
+    let mut ck2 = clerk(&cluster);
+    faults.cut_client(ck2.id(), &[n2]);
+    recorder.put(&mut ck2, "c", "C");
+    recorder.put(&mut ck2, "d", "D");
+    for (key, value) in [
+        ("a", "A"),
+        ("b", "B"),
+        ("1", "1"),
+        ("49", "49"),
+        ("99", "99"),
+    ] {
+        assert_eq!(recorder.get(&mut ck2, key), value);
+    }
+    let deadline = Instant::now() + secs(5.0);
+    loop {
+        let status = cluster.statuses().remove(&n3).expect("server 3 runs");
+        if status.snapshots_installed > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server 3 caught up without installing a snapshot: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Everybody.
+    faults.heal();
+    recorder.put(&mut ck, "e", "E");
+    for (key, value) in [("c", "C"), ("e", "E"), ("1", "1")] {
+        assert_eq!(recorder.get(&mut ck, key), value);
+    }
+    recorder.check_linearizable("snapshot_rpc_3b");
+    eprintln!("snapshot_rpc_3b: {:.1?}", started.elapsed());
+}
+
+/// TestSnapshotSize3B: 200 rounds of (put x 0, get, put x 1, get) by one clerk leave a trimmed
+/// log and a small snapshot (the key/value map and the session table). The lab's advice that
+/// this takes under 20 s is printed, not asserted.
+#[test]
+fn snapshot_size_3b() {
+    const MAX_RAFT_STATE: u64 = 1000;
+    const MAX_SNAPSHOT_STATE: u64 = 500;
+    let _serial = serial();
+    let started = Instant::now();
+    let cluster = start_cluster(3, Some(MAX_RAFT_STATE), &Faults::default());
+    let recorder = Recorder::new();
+    let mut ck = clerk(&cluster);
+    for _ in 0..200 {
+        recorder.put(&mut ck, "x", "0");
+        assert_eq!(recorder.get(&mut ck, "x"), "0");
+        recorder.put(&mut ck, "x", "1");
+        assert_eq!(recorder.get(&mut ck, "x"), "1");
+    }
+    check_sizes(&cluster, Some(MAX_RAFT_STATE));
+    let snapshot = largest(&cluster, |s| s.snapshot_bytes);
+    assert!(
+        snapshot <= MAX_SNAPSHOT_STATE,
+        "snapshot too large: {snapshot} > {MAX_SNAPSHOT_STATE}"
+    );
+    recorder.check_linearizable("snapshot_size_3b");
+    eprintln!(
+        "snapshot_size_3b: 800 operations in {:.1?}, snapshot {snapshot} bytes",
+        started.elapsed()
+    );
+}
+
+/// The direct check of `unreliable_one_key_3a`'s history judges what it claims to.
+mod check_appends {
+    use super::*;
+
+    fn op(op: Op, output: Option<&str>, call: i64, ret: i64) -> HistoryOp {
+        HistoryOp {
+            client: 1,
+            op,
+            output: output.map(str::to_string),
+            call,
+            ret: Some(ret),
+        }
+    }
+
+    /// put "", two appends: `first` over [10, 20], `second` over [call, 40], then a get.
+    fn history(second_call: i64, read: &str) -> Vec<HistoryOp> {
+        let append = |value: &str| Op::Append {
+            key: "k".into(),
+            value: value.into(),
+        };
+        vec![
+            op(
+                Op::Put {
+                    key: "k".into(),
+                    value: String::new(),
+                },
+                None,
+                0,
+                5,
+            ),
+            op(append("x 0 0 y"), None, 10, 20),
+            op(append("x 1 0 y"), None, second_call, 40),
+            op(Op::Get { key: "k".into() }, Some(read), 50, 60),
+        ]
+    }
+
+    #[test]
+    fn accepts_an_order_concurrency_allows() {
+        check_appends_linearizable(&history(15, "x 1 0 yx 0 0 y"), "k");
+        check_appends_linearizable(&history(30, "x 0 0 yx 1 0 y"), "k");
+    }
+
+    #[test]
+    #[should_panic(expected = "returned before")]
+    fn rejects_an_order_real_time_forbids() {
+        check_appends_linearizable(&history(30, "x 1 0 yx 0 0 y"), "k");
+    }
+
+    #[test]
+    #[should_panic(expected = "applied twice")]
+    fn rejects_a_doubled_append() {
+        check_appends_linearizable(&history(30, "x 0 0 yx 1 0 yx 1 0 y"), "k");
+    }
+
+    #[test]
+    #[should_panic(expected = "missing")]
+    fn rejects_a_lost_append() {
+        check_appends_linearizable(&history(30, "x 0 0 y"), "k");
+    }
 }
