@@ -157,6 +157,10 @@ pub struct Clerk {
     conns: HashMap<NodeId, Conn>,
     /// Sends that failed, closed connections and redirects since the last success (for pacing).
     failures: u32,
+    /// The next send follows a server's leader hint: it goes without a pause, at most
+    /// `servers` times in a row (stale hints during an election could point back and forth).
+    follow_hint: bool,
+    hints_in_a_row: u32,
     /// The last connection problem, for the deadline error.
     last_error: Option<String>,
     buf: Vec<u8>,
@@ -181,6 +185,8 @@ impl Clerk {
             config,
             conns: HashMap::new(),
             failures: 0,
+            follow_hint: false,
+            hints_in_a_row: 0,
             last_error: None,
             buf: Vec::new(),
         }
@@ -263,10 +269,12 @@ impl Clerk {
         };
         match conn.reader.next::<ClientReply>(&mut conn.stream, max, wake) {
             Ok(Some(reply)) => {
-                if matches!(reply.result, ClientResult::WrongLeader { .. }) {
+                if let ClientResult::WrongLeader { hint } = reply.result {
                     self.failures += 1;
+                    self.follow_hint = hint.is_some_and(|h| h != target);
                 } else {
                     self.failures = 0;
+                    self.hints_in_a_row = 0;
                 }
                 Some(ClerkInput::Reply { from: target, reply })
             }
@@ -325,9 +333,15 @@ impl Clerk {
         Stepped::Waiting
     }
 
-    /// No pause while some server has not failed yet; then 10 ms doubling up to 500 ms.
-    fn pause(&self) -> Duration {
+    /// No pause while some server has not failed yet, or to follow a leader hint (a few times
+    /// in a row); then 10 ms doubling up to 500 ms.
+    fn pause(&mut self) -> Duration {
         let n = u32::try_from(self.config.servers.len()).unwrap_or(u32::MAX);
+        let hinted = std::mem::take(&mut self.follow_hint);
+        if hinted && self.hints_in_a_row < n {
+            self.hints_in_a_row += 1;
+            return Duration::ZERO;
+        }
         if self.failures < n {
             return Duration::ZERO;
         }
@@ -336,6 +350,10 @@ impl Clerk {
     }
 
     fn send(&mut self, to: NodeId, request: &ClientRequest) -> Result<(), String> {
+        if self.conns.get(&to).is_some_and(|c| closed_by_server(&c.stream)) {
+            // The server closed it (it restarted, say): sending there would only cost a retry.
+            self.drop_conn(to);
+        }
         if !self.conns.contains_key(&to) {
             let conn = self.connect(to)?;
             self.conns.insert(to, conn);
@@ -380,6 +398,21 @@ impl Clerk {
         fresh.target = self.core.target;
         self.core = fresh;
     }
+}
+
+/// Whether the server has closed `stream` (a read would see the end): one non-blocking peek.
+/// Bytes waiting (a late reply) or nothing yet both mean open.
+fn closed_by_server(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
+    };
+    // A stream that cannot be made blocking again is of no use either.
+    stream.set_nonblocking(false).is_err() || closed
 }
 
 impl Drop for Clerk {
