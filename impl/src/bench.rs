@@ -41,7 +41,9 @@ impl Mix {
         Ok(mix)
     }
 
-    fn pick(&self, r: u32) -> usize {
+    /// Which kind the draw `r` picks: 0 get, 1 put, 2 append, in proportion to the weights.
+    #[must_use]
+    pub fn pick(&self, r: u32) -> usize {
         let r = r % (self.get + self.put + self.append);
         if r < self.get {
             0
@@ -127,14 +129,17 @@ impl fmt::Display for BenchReport {
     }
 }
 
-fn key_name(k: usize, size: usize) -> String {
+/// The name of key number `k`, `size` bytes long (`k0…042`).
+#[must_use]
+pub fn key_name(k: usize, size: usize) -> String {
     let digits = size.saturating_sub(1).max(1);
     format!("k{k:0digits$}")
 }
 
 /// A value of `size` bytes that no other operation of the run uses (so a history shows exactly
-/// which write a read saw).
-fn value(worker: usize, n: u64, size: usize) -> String {
+/// which write a read saw): `w<worker>.<n>.` padded with `x`.
+#[must_use]
+pub fn value(worker: usize, n: u64, size: usize) -> String {
     let mut v = format!("w{worker}.{n}.");
     if v.len() < size {
         v.extend(std::iter::repeat_n('x', size - v.len()));
