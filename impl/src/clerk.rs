@@ -94,15 +94,15 @@ enum Stepped {
     Waiting,
 }
 
-/// Reassembles frames from reads that may stop anywhere (at a read timeout, for instance).
+/// Reads frames from a blocking connection with a deadline; bytes of a frame that is not
+/// complete yet are kept for the next call.
 #[derive(Default)]
 pub(crate) struct FrameReader {
-    pending: Vec<u8>,
+    frames: frame::Assembler,
 }
 
 impl FrameReader {
-    /// The next frame's value, or `Ok(None)` when `deadline` passes first. Bytes of a frame that
-    /// is not complete yet are kept for the next call.
+    /// The next frame's value, or `Ok(None)` when `deadline` passes first.
     pub(crate) fn next<T: DeserializeOwned>(
         &mut self,
         stream: &mut TcpStream,
@@ -111,16 +111,8 @@ impl FrameReader {
     ) -> Result<Option<T>, FrameError> {
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            if self.pending.len() >= 4 {
-                let len = u32::from_be_bytes([self.pending[0], self.pending[1], self.pending[2], self.pending[3]]) as usize;
-                if len > max {
-                    return Err(FrameError::TooLarge { len, max });
-                }
-                if self.pending.len() >= 4 + len {
-                    let value = frame::decode(&self.pending[4..4 + len]);
-                    self.pending.drain(..4 + len);
-                    return value.map(Some);
-                }
+            if let Some(value) = self.frames.next_frame(max)? {
+                return Ok(Some(value));
             }
             let timeout = match deadline {
                 Some(d) => {
@@ -134,9 +126,9 @@ impl FrameReader {
             };
             stream.set_read_timeout(timeout)?;
             match stream.read(&mut chunk) {
-                Ok(0) if self.pending.is_empty() => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(0) if self.frames.is_empty() => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(0) => return Err(FrameError::Truncated),
-                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.frames.extend(&chunk[..n]),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(FrameError::Io(e)),

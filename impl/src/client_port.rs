@@ -1,18 +1,17 @@
-//! A server's client port: each clerk connection gets a reader thread (handshake, then requests
-//! become events for the loop) and an [`Outbox`] for replies: the loop writes replies into the
+//! A server's client port: each clerk connection gets a thread for the handshake, after which
+//! the loop reads its requests itself (see [`crate::inbound`]), and an [`Outbox`] for replies: the loop writes replies into the
 //! socket itself when it takes them at once, and a writer thread writes the rest. The loop
 //! routes a reply to the connection that last sent a request of that client id; a connection
 //! too far behind drops replies (the clerk retries with the same seq and gets the same answer).
 
-use crate::faults::{self, Fate, Faults};
-use crate::frame::{self, Expect, FrameError};
+use crate::faults::{Fate, Faults};
+use crate::frame::{self, Expect};
+use crate::inbound::Inbox;
 use crate::net::Tracker;
 use crate::outbox::{Outbox, Sent};
 use crate::server::Event;
-use model::{ClientReply, ClientRequest, NodeId};
-use std::io::BufReader;
+use model::{ClientReply, NodeId};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ const IDLE_CHECK: Duration = Duration::from_millis(200);
 /// Limits of one client connection.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientLimits {
-    pub max_request: usize,
     pub max_reply: usize,
     /// Reply bytes kept for a clerk that does not read them, at most.
     pub pending_bytes: usize,
@@ -75,17 +73,18 @@ impl Drop for ClientConn {
     }
 }
 
-/// Serves one client connection until it closes or misbehaves.
-pub(crate) fn serve(
+/// Accepts one client connection: the handshake, then its reply outbox and writer thread; the
+/// loop reads its requests from then on (see [`crate::inbound`]).
+pub(crate) fn accept(
     mut stream: TcpStream,
     addr: SocketAddr,
     tracker: &Tracker,
     expect: &Expect,
-    events: &SyncSender<Event>,
+    events: &Inbox,
     limits: ClientLimits,
     faults: &Faults,
 ) {
-    let Some(_guard) = tracker.register(&stream) else { return };
+    let Some(guard) = tracker.register(&stream) else { return };
     if let Err(reason) = frame::accept_hello(&mut stream, expect) {
         tracing::warn!(from = %addr, %reason, "refused a client connection");
         return;
@@ -94,14 +93,11 @@ pub(crate) fn serve(
     let conn = tracker.next_id();
     let outbox = Arc::new(Outbox::new(limits.pending_bytes));
     let (Ok(for_outbox), Ok(mut writer)) = (stream.try_clone(), stream.try_clone()) else { return };
-    if writer.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
-        return;
-    }
     outbox.connected(for_outbox);
     let (o, t) = (Arc::clone(&outbox), tracker.clone());
     let name = format!("client-{conn}-writer");
     let spawned = tracker.spawn(name, move || {
-        if let Err(e) = o.pump(&mut writer, IDLE_CHECK, || t.stopping()) {
+        if let Err(e) = o.pump(&mut writer, WRITE_TIMEOUT, IDLE_CHECK, || t.stopping()) {
             tracing::debug!(error = %e, "cannot write to client");
             let _ = writer.shutdown(std::net::Shutdown::Both);
         }
@@ -110,37 +106,5 @@ pub(crate) fn serve(
         return;
     }
     let replies = ClientConn { outbox, max_reply: limits.max_reply, me: expect.node, faults: faults.clone(), buf: Vec::new() };
-    if events.send(Event::ClientOpen { conn, replies }).is_err() {
-        return;
-    }
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        match frame::read_frame::<_, ClientRequest>(&mut reader, limits.max_request, &mut buf) {
-            Ok(Some(request)) => {
-                let fate = faults.client_request(expect.node, request.client);
-                if fate == Fate::Deliver {
-                    if events.send(Event::Client { conn, request }).is_err() {
-                        return;
-                    }
-                } else {
-                    let events = events.clone();
-                    faults::apply(fate, move || {
-                        let _ = events.send(Event::Client { conn, request });
-                    });
-                }
-            }
-            Ok(None) => break,
-            Err(FrameError::Io(e)) => {
-                tracing::debug!(%addr, error = %e, "client connection closed");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "closing client connection");
-                break;
-            }
-        }
-    }
-    let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
-    let _ = events.send(Event::ClientClosed { conn });
+    events.send(Event::ClientOpen { conn, replies, stream, guard });
 }

@@ -197,6 +197,50 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     }
 }
 
+/// Reassembles frames from reads that may stop anywhere (a non-blocking read, a read timeout).
+#[derive(Default)]
+pub(crate) struct Assembler {
+    pending: Vec<u8>,
+    /// Where the next frame starts in `pending` (what is before it was consumed).
+    start: usize,
+}
+
+impl Assembler {
+    /// Adds bytes read from the connection.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.pending.drain(..self.start);
+            self.start = 0;
+        }
+        if self.pending.is_empty() && self.pending.capacity() > KEEP_BUFFER {
+            self.pending = Vec::new(); // do not keep a snapshot-sized buffer for ever
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Nothing of a frame is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.pending.len()
+    }
+
+    /// The next complete frame's value, if one has arrived. A length over `max` is an error as
+    /// soon as the length is known, before the frame's bytes are.
+    pub(crate) fn next_frame<T: DeserializeOwned>(&mut self, max: usize) -> Result<Option<T>, FrameError> {
+        let rest = &self.pending[self.start..];
+        let Some(header) = rest.first_chunk::<4>() else { return Ok(None) };
+        let len = u32::from_be_bytes(*header) as usize;
+        if len > max {
+            return Err(FrameError::TooLarge { len, max });
+        }
+        if rest.len() < 4 + len {
+            return Ok(None);
+        }
+        let value = decode(&rest[4..4 + len]);
+        self.start += 4 + len;
+        value.map(Some)
+    }
+}
+
 /// Reads and decodes the next frame. `Ok(None)`: the connection closed cleanly between frames.
 ///
 /// # Errors

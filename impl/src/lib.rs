@@ -25,6 +25,7 @@ pub mod config;
 pub mod faults;
 pub mod frame;
 pub mod history;
+mod inbound;
 pub mod local;
 mod net;
 mod outbox;

@@ -15,7 +15,7 @@ use socket2::SockRef;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct State {
@@ -109,8 +109,15 @@ impl Outbox {
     }
 
     /// The writer thread's loop: writes what the loop could not send at once, until the outbox
-    /// is closed (`Ok`) or a write fails (the error; the caller reconnects or gives up).
-    pub(crate) fn pump(&self, stream: &mut TcpStream, idle_check: Duration, stopping: impl Fn() -> bool) -> io::Result<()> {
+    /// is closed (`Ok`) or a write fails or makes no progress for `patience` (the error; the
+    /// caller reconnects or gives up).
+    pub(crate) fn pump(
+        &self,
+        stream: &mut TcpStream,
+        patience: Duration,
+        idle_check: Duration,
+        stopping: impl Fn() -> bool,
+    ) -> io::Result<()> {
         let mut buf = Vec::new();
         loop {
             {
@@ -128,7 +135,7 @@ impl Outbox {
                 std::mem::swap(&mut buf, &mut s.pending);
                 s.writing = true;
             }
-            let written = stream.write_all(&buf);
+            let written = write_patiently(stream, &buf, patience);
             buf.clear();
             if buf.capacity() > 1 << 20 {
                 buf = Vec::new(); // do not keep a snapshot-sized buffer for ever
@@ -139,6 +146,31 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Writes all of `bytes`, on a blocking socket (with a write timeout) or a non-blocking one
+/// (the loop reads client connections without blocking, and the flag is the socket's): a
+/// socket that takes nothing for `patience` is an error.
+fn write_patiently(stream: &mut TcpStream, mut bytes: &[u8], patience: Duration) -> io::Result<()> {
+    let mut progress = Instant::now();
+    while !bytes.is_empty() {
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                progress = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if progress.elapsed() >= patience {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the other end takes no bytes"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes as much of `bytes` as the socket takes without blocking.
@@ -177,7 +209,7 @@ mod tests {
         let outbox = Arc::new(Outbox::new(16 << 20));
         outbox.connected(a.try_clone().unwrap());
         let (o, mut w) = (Arc::clone(&outbox), a);
-        let writer = std::thread::spawn(move || o.pump(&mut w, Duration::from_millis(10), || false));
+        let writer = std::thread::spawn(move || o.pump(&mut w, Duration::from_secs(5), Duration::from_millis(10), || false));
         // Far more than a socket buffer, so that the writer thread has to take over.
         let mut want = Vec::new();
         for i in 0u32..20_000 {

@@ -8,15 +8,13 @@
 //! pile up to a bound and are then dropped (Raft tolerates lost messages; the core resends on
 //! the next heartbeat), and neither the loop nor the other links wait for it.
 
-use crate::faults::{self, Fate, Faults};
-use crate::frame::{self, Dialer, Expect, FrameError, Hello};
+use crate::frame::{self, Dialer, Expect, Hello};
+use crate::inbound::Inbox;
 use crate::net::Tracker;
 use crate::outbox::{Outbox, Sent};
 use crate::server::Event;
 use model::{NodeId, PeerMsg};
-use std::io::BufReader;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,24 +149,16 @@ impl Writer {
         let Some(_guard) = self.tracker.register(&stream) else { return Ok(()) };
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         self.outbox.connected(stream.try_clone()?);
-        let result = self.outbox.pump(&mut stream, IDLE_CHECK, || self.tracker.stopping());
+        let result = self.outbox.pump(&mut stream, WRITE_TIMEOUT, IDLE_CHECK, || self.tracker.stopping());
         self.outbox.disconnected();
         result
     }
 }
 
-/// Serves one inbound peer connection: handshake, then every frame becomes an event for the
-/// loop. Ends at the first error, closing only this connection.
-pub(crate) fn serve_inbound(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    tracker: &Tracker,
-    expect: &Expect,
-    events: &SyncSender<Event>,
-    max_frame: usize,
-    faults: &Faults,
-) {
-    let Some(_guard) = tracker.register(&stream) else { return };
+/// Accepts one inbound peer connection: the handshake, then the connection goes to the loop,
+/// which reads it from then on (see [`crate::inbound`]).
+pub(crate) fn accept_inbound(mut stream: TcpStream, addr: SocketAddr, tracker: &Tracker, expect: &Expect, events: &Inbox) {
+    let Some(guard) = tracker.register(&stream) else { return };
     let hello = match frame::accept_hello(&mut stream, expect) {
         Ok(hello) => hello,
         Err(reason) => {
@@ -179,42 +169,5 @@ pub(crate) fn serve_inbound(
     let Dialer::Peer { from, .. } = hello.dialer else { return };
     let _ = stream.set_nodelay(true);
     tracing::debug!(peer = %from, %addr, "accepted peer link");
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut buf = Vec::new();
-    loop {
-        match frame::read_frame::<_, PeerMsg>(&mut reader, max_frame, &mut buf) {
-            Ok(Some(msg)) => {
-                let fate = faults.peer_frame(from, expect.node);
-                if fate == Fate::Deliver {
-                    if events.send(Event::Peer { from, msg }).is_err() {
-                        return;
-                    }
-                } else {
-                    let events = events.clone();
-                    faults::apply(fate, move || {
-                        let _ = events.send(Event::Peer { from, msg });
-                    });
-                }
-            }
-            Ok(None) => return,
-            Err(FrameError::Io(e)) => {
-                if !tracker.stopping() {
-                    tracing::debug!(peer = %from, error = %e, "peer link closed");
-                }
-                return;
-            }
-            Err(e @ FrameError::TooLarge { .. }) => {
-                tracing::error!(
-                    peer = %from, %addr, error = %e,
-                    "closing peer link: a message over this server's limit (an InstallSnapshot \
-                     larger than --max-snapshot-bytes?); the servers' limits must agree"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(peer = %from, %addr, error = %e, "closing peer link");
-                return;
-            }
-        }
-    }
+    events.send(Event::PeerConn { from, stream, guard });
 }

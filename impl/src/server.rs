@@ -2,19 +2,23 @@
 //! [`ServerHandle`] that starts and stops it with its transport threads.
 //!
 //! # The event loop
-//! One thread owns the core state. Peer messages and client requests arrive on one bounded
-//! channel; timer deadlines are kept by the loop itself (it waits on the channel until the
-//! earliest deadline, so an expiry "arrives" exactly like a message). Each turn of the loop:
-//! 1. waits for the first event or deadline, then takes everything else already waiting (up to
-//!    [`MAX_BATCH`] events);
+//! One thread owns the core state. It reads its peers' and clerks' connections itself (one
+//! `mio::Poll` over every socket, see [`crate::inbound`]); a channel brings what does not come
+//! from a socket (connections after their handshake, frames a fault delays, stop), and timer
+//! deadlines are kept by the loop (the poll waits until the earliest, so an expiry "arrives"
+//! exactly like a message). Each turn of the loop:
+//! 1. waits for a readable socket, the channel or a deadline, then takes what the channel
+//!    holds (up to [`MAX_BATCH`] events) and every complete frame the readable sockets hold
+//!    (up to 256 KiB read per connection and turn);
 //! 2. steps the core through each input in arrival order, then through the timers whose
 //!    deadline passed and that no step of this batch re-armed or cancelled, collecting the
 //!    outputs of every step;
 //! 3. appends every `persist` change of the batch to the WAL with one write and one fsync
 //!    (group commit); a batch with a snapshot writes the snapshot file and starts a new WAL
 //!    segment instead (see [`crate::storage`]);
-//! 4. only then sends the messages and replies of the batch (into per-connection queues, never
-//!    blocking);
+//! 4. only then sends the messages and replies of the batch (into the sockets when they take
+//!    them at once, otherwise to the connection's writer thread; never blocking, see
+//!    [`crate::outbox`]);
 //! 5. then applies the batch's timer commands in order (an election timeout is drawn from the
 //!    configured range each time it is set).
 //!
@@ -25,34 +29,41 @@
 
 use crate::client_port::{self, ClientConn, ClientLimits};
 use crate::config::{ServerConfig, Timing};
-use crate::faults::Faults;
-use crate::frame::Expect;
-use crate::net::{self, lock, Tracker};
+use crate::faults::{self, Fate, Faults};
+use crate::frame::{Expect, FrameError};
+use crate::inbound::{Inbound, Inbox, ReadEnd, Source};
+use crate::net::{self, lock, SocketGuard, Tracker};
 use crate::peer::{self, PeerLink};
 use crate::storage::{Identity, Storage, StorageError};
 use model::{ClientId, ClientReply, ClientRequest, DurableChange, Input, Note, NodeId, Output, PeerMsg, Timer, TimerCommand};
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Events taken in one turn of the loop at most (bounds the latency a batch adds).
 pub const MAX_BATCH: usize = 4096;
-/// Capacity of the loop's inbound channel; readers wait when it is full (TCP back-pressure).
+/// Capacity of the loop's channel (sockets handed over, delayed frames, stop).
 const EVENT_QUEUE: usize = 8192;
+/// The poll token of the loop's waker (connections count up from 1).
+const WAKER: mio::Token = mio::Token(0);
 /// How long `stop` waits for the transport threads.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the transport threads tell the loop.
+/// What the transport threads tell the loop (messages on connections it reads itself do not
+/// come this way; see [`crate::inbound`]).
 pub(crate) enum Event {
+    /// A peer's connection, after the handshake: the loop reads it from now on.
+    PeerConn { from: NodeId, stream: TcpStream, guard: SocketGuard },
+    /// A clerk's connection, after the handshake, with where its replies go.
+    ClientOpen { conn: u64, replies: ClientConn, stream: TcpStream, guard: SocketGuard },
+    /// A frame a fault delayed.
     Peer { from: NodeId, msg: PeerMsg },
-    ClientOpen { conn: u64, replies: ClientConn },
     Client { conn: u64, request: ClientRequest },
-    ClientClosed { conn: u64 },
     Stop,
 }
 
@@ -118,7 +129,7 @@ pub struct ServerHandle {
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
     tracker: Tracker,
-    events: SyncSender<Event>,
+    events: Inbox,
     status: Arc<Mutex<Status>>,
     event_loop: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -171,7 +182,10 @@ pub fn start_with_listeners(
     let (server, restored) = model::Server::restore(core_config, durable);
 
     let tracker = Tracker::new();
-    let (events, inbox) = mpsc::sync_channel(EVENT_QUEUE);
+    let poll = mio::Poll::new().map_err(ServerError::Io)?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
+    let (tx, inbox) = mpsc::sync_channel(EVENT_QUEUE);
+    let events = Inbox::new(tx, waker);
     let mut peers = BTreeMap::new();
     for (&peer, &addr) in config.members.iter().filter(|(&p, _)| p != id) {
         let link = PeerLink::spawn(&tracker, id, peer, addr, config.cluster_id, limits.peer_pending_bytes, limits.max_peer_frame())
@@ -191,6 +205,13 @@ pub fn start_with_listeners(
         routes: HashMap::new(),
         timers: Timers::new(config.timing),
         inbox,
+        sender: events.clone(),
+        poll,
+        inbound: HashMap::new(),
+        ready: Vec::new(),
+        next_token: 1,
+        max_peer_frame: limits.max_peer_frame(),
+        max_request: limits.max_request_bytes,
         status: Arc::clone(&status),
         batch: Batch::default(),
         snapshots_taken: 0,
@@ -218,7 +239,7 @@ pub fn start_with_listeners(
 fn spawn_acceptors(
     config: &ServerConfig,
     tracker: &Tracker,
-    events: &SyncSender<Event>,
+    events: &Inbox,
     peer_listener: TcpListener,
     client_listener: TcpListener,
 ) -> Result<(), ServerError> {
@@ -228,21 +249,19 @@ fn spawn_acceptors(
         node: id,
         peers: Some(config.members.keys().copied().filter(|&p| p != id).collect()),
     };
-    let max_peer_frame = config.limits.max_peer_frame();
-    let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
+    let (t, ev) = (tracker.clone(), events.clone());
     net::spawn_acceptor(tracker, format!("{id}-peer-accept"), peer_listener, move |stream, addr| {
-        peer::serve_inbound(stream, addr, &t, &peer_expect, &ev, max_peer_frame, &faults);
+        peer::accept_inbound(stream, addr, &t, &peer_expect, &ev);
     })
     .map_err(ServerError::Io)?;
     let client_expect = Expect { cluster_id: config.cluster_id, node: id, peers: None };
     let limits = ClientLimits {
-        max_request: config.limits.max_request_bytes,
         max_reply: config.limits.max_reply_frame(),
         pending_bytes: config.limits.client_pending_bytes,
     };
     let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
     net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
-        client_port::serve(stream, addr, &t, &client_expect, &ev, limits, &faults);
+        client_port::accept(stream, addr, &t, &client_expect, &ev, limits, &faults);
     })
     .map_err(ServerError::Io)
 }
@@ -302,7 +321,7 @@ impl ServerHandle {
         self.tracker.stop();
         net::wake(self.peer_addr);
         net::wake(self.client_addr);
-        let _ = self.events.send(Event::Stop);
+        self.events.send(Event::Stop);
         let result = event_loop.join().unwrap_or_else(|panic| {
             let why = panic
                 .downcast_ref::<String>()
@@ -400,6 +419,15 @@ struct Node {
     routes: HashMap<ClientId, u64>,
     timers: Timers,
     inbox: Receiver<Event>,
+    /// A sender of the loop's own channel, for frames a fault delays.
+    sender: Inbox,
+    /// The connections the loop reads, and those with bytes still to read.
+    poll: mio::Poll,
+    inbound: HashMap<mio::Token, Inbound>,
+    ready: Vec<mio::Token>,
+    next_token: usize,
+    max_peer_frame: usize,
+    max_request: usize,
     status: Arc<Mutex<Status>>,
     batch: Batch,
     snapshots_taken: u64,
@@ -412,28 +440,35 @@ impl Node {
     fn run(mut self, restored: Output) -> Result<(), ServerError> {
         self.collect(restored);
         self.flush()?;
+        let mut events = mio::Events::with_capacity(256);
         loop {
-            let first = match self.timers.next_deadline() {
-                Some(deadline) => match self.inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(event) => Some(event),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                },
-                None => match self.inbox.recv() {
-                    Ok(event) => Some(event),
-                    Err(_) => return Ok(()),
-                },
+            // Wait for a socket, the channel or the earliest timer; not at all while a
+            // connection still has bytes from last turn.
+            let timeout = if self.ready.is_empty() {
+                self.timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
             };
-            let mut stop = false;
-            if let Some(event) = first {
-                stop |= self.handle(event);
-                for _ in 1..MAX_BATCH {
-                    match self.inbox.try_recv() {
-                        Ok(event) => stop |= self.handle(event),
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                    }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(ServerError::Io(e));
                 }
             }
+            for event in &events {
+                let token = event.token();
+                if token != WAKER && !self.ready.contains(&token) {
+                    self.ready.push(token);
+                }
+            }
+            let mut stop = false;
+            for _ in 0..MAX_BATCH {
+                match self.inbox.try_recv() {
+                    Ok(event) => stop |= self.handle(event),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            self.read_ready();
             for timer in self.timers.take_due(Instant::now(), &self.batch.timers) {
                 self.step(Input::Timeout(timer));
             }
@@ -445,24 +480,114 @@ impl Node {
         }
     }
 
-    /// Handles one event; true when it asks the loop to stop.
+    /// Handles one event from the channel; true when it asks the loop to stop.
     fn handle(&mut self, event: Event) -> bool {
         match event {
-            Event::Peer { from, msg } => self.step(Input::Receive { from, msg }),
-            Event::Client { conn, request } => {
-                self.routes.insert(request.client, conn);
-                self.step(Input::Client(request));
-            }
-            Event::ClientOpen { conn, replies } => {
+            Event::PeerConn { from, stream, guard } => self.add_inbound(Source::Peer(from), stream, guard),
+            Event::ClientOpen { conn, replies, stream, guard } => {
                 self.conns.insert(conn, replies);
+                self.add_inbound(Source::Client(conn), stream, guard);
             }
-            Event::ClientClosed { conn } => {
-                self.conns.remove(&conn);
-                self.routes.retain(|_, c| *c != conn);
-            }
+            Event::Peer { from, msg } => self.step(Input::Receive { from, msg }),
+            Event::Client { conn, request } => self.client_request(conn, request),
             Event::Stop => return true,
         }
         false
+    }
+
+    fn add_inbound(&mut self, source: Source, stream: TcpStream, guard: SocketGuard) {
+        let token = mio::Token(self.next_token);
+        self.next_token += 1;
+        let registered = Inbound::new(source, stream, guard).and_then(|mut conn| {
+            self.poll.registry().register(&mut conn.stream, token, mio::Interest::READABLE)?;
+            Ok(conn)
+        });
+        match registered {
+            Ok(conn) => {
+                self.inbound.insert(token, conn);
+                // Bytes may have arrived before the registration: read at once.
+                self.ready.push(token);
+            }
+            Err(e) => {
+                tracing::warn!(?source, error = %e, "cannot watch a connection: closed");
+                self.closed(source);
+            }
+        }
+    }
+
+    fn client_request(&mut self, conn: u64, request: ClientRequest) {
+        self.routes.insert(request.client, conn);
+        self.step(Input::Client(request));
+    }
+
+    /// Forgets what the loop keeps for a connection that closed.
+    fn closed(&mut self, source: Source) {
+        if let Source::Client(conn) = source {
+            self.conns.remove(&conn);
+            self.routes.retain(|_, c| *c != conn);
+        }
+    }
+
+    /// Reads every readable connection (up to a budget each) and steps the core through the
+    /// frames that are complete, passing each through the fault hook as it arrives.
+    fn read_ready(&mut self) {
+        let mut chunk = vec![0u8; 64 << 10];
+        for token in std::mem::take(&mut self.ready) {
+            let Some(conn) = self.inbound.get_mut(&token) else { continue };
+            let (source, addr) = (conn.source, conn.addr);
+            let read = conn.read(&mut chunk);
+            let mut frames = Vec::new();
+            let decoded = loop {
+                let next = match source {
+                    Source::Peer(from) => conn.next_frame(self.max_peer_frame).map(|m| m.map(|msg| Event::Peer { from, msg })),
+                    Source::Client(id) => conn.next_frame(self.max_request).map(|r| r.map(|request| Event::Client { conn: id, request })),
+                };
+                match next {
+                    Ok(Some(event)) => frames.push(event),
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            for event in frames {
+                self.arrived(event);
+            }
+            let end = match (decoded, read) {
+                (Err(e), _) => Some(e),
+                (Ok(()), Ok(ReadEnd::Drained)) => None,
+                (Ok(()), Ok(ReadEnd::More)) => {
+                    self.ready.push(token);
+                    None
+                }
+                (Ok(()), Ok(ReadEnd::Closed { mid_frame: false })) => Some(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                (Ok(()), Ok(ReadEnd::Closed { mid_frame: true })) => Some(FrameError::Truncated),
+                (Ok(()), Err(e)) => Some(FrameError::Io(e)),
+            };
+            if let Some(why) = end {
+                if let Some(mut conn) = self.inbound.remove(&token) {
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                }
+                log_closed(source, addr, &why);
+                self.closed(source);
+            }
+        }
+    }
+
+    /// A frame read from a connection: through the fault hook, then to the core.
+    fn arrived(&mut self, event: Event) {
+        let me = self.server.id();
+        let fate = match &event {
+            Event::Peer { from, .. } => self.faults.peer_frame(*from, me),
+            Event::Client { request, .. } => self.faults.client_request(me, request.client),
+            _ => Fate::Deliver,
+        };
+        if fate == Fate::Deliver {
+            self.handle(event);
+        } else {
+            let sender = self.sender.clone();
+            faults::apply(fate, move || {
+                sender.send(event);
+            });
+        }
     }
 
     fn step(&mut self, input: Input) {
@@ -585,6 +710,21 @@ impl Node {
             snapshot_bytes: if s.durable.snapshot.last_index.0 == 0 { 0 } else { s.durable.snapshot.encoded_size() },
         };
         *lock(&self.status) = status;
+    }
+}
+
+/// Says why a connection the loop read was closed (peers' links at the levels they always had).
+fn log_closed(source: Source, addr: SocketAddr, why: &FrameError) {
+    match (source, why) {
+        (Source::Peer(from), FrameError::Io(e)) => tracing::debug!(peer = %from, %addr, error = %e, "peer link closed"),
+        (Source::Peer(from), e @ FrameError::TooLarge { .. }) => tracing::error!(
+            peer = %from, %addr, error = %e,
+            "closing peer link: a message over this server's limit (an InstallSnapshot \
+             larger than --max-snapshot-bytes?); the servers' limits must agree"
+        ),
+        (Source::Peer(from), e) => tracing::warn!(peer = %from, %addr, error = %e, "closing peer link"),
+        (Source::Client(_), FrameError::Io(e)) => tracing::debug!(%addr, error = %e, "client connection closed"),
+        (Source::Client(_), e) => tracing::warn!(%addr, error = %e, "closing client connection"),
     }
 }
 
