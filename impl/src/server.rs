@@ -3,7 +3,7 @@
 //!
 //! # The event loop
 //! One thread owns the core state. It reads its peers' and clerks' connections itself (one
-//! `mio::Poll` over every socket, see [`crate::inbound`]); a channel brings what does not come
+//! `mio::Poll` over every socket, see `inbound.rs`); a channel brings what does not come
 //! from a socket (connections after their handshake, frames a fault delays, stop), and timer
 //! deadlines are kept by the loop (the poll waits until the earliest, so an expiry "arrives"
 //! exactly like a message). Each turn of the loop:
@@ -18,7 +18,7 @@
 //!    segment instead (see [`crate::storage`]);
 //! 4. only then sends the messages and replies of the batch (into the sockets when they take
 //!    them at once, otherwise to the connection's writer thread; never blocking, see
-//!    [`crate::outbox`]);
+//!    `outbox.rs`);
 //! 5. then applies the batch's timer commands in order (an election timeout is drawn from the
 //!    configured range each time it is set).
 //!
@@ -55,7 +55,7 @@ const WAKER: mio::Token = mio::Token(0);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the transport threads tell the loop (messages on connections it reads itself do not
-/// come this way; see [`crate::inbound`]).
+/// come this way; see `inbound.rs`).
 pub(crate) enum Event {
     /// A peer's connection, after the handshake: the loop reads it from now on.
     PeerConn { from: NodeId, stream: TcpStream, guard: SocketGuard },
