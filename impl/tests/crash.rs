@@ -204,31 +204,6 @@ fn mismatch(got: &str, expected: &str) -> String {
     )
 }
 
-/// The tail of a long value.
-fn tail(value: &str) -> String {
-    let start = value.char_indices().rev().nth(59).map_or(0, |(i, _)| i);
-    format!("{} bytes ending {:?}", value.len(), &value[start..])
-}
-
-/// The lab's `checkClntAppends`: each of `count` items `x <client> <j> y` is in `value` exactly
-/// once and after the previous one; unknown extra items are allowed.
-fn check_client_appends(client: usize, value: &str, count: usize) -> Result<(), String> {
-    let mut last = None;
-    for j in 0..count {
-        let item = format!("x {client} {j} y");
-        let first =
-            value.find(&item).ok_or_else(|| format!("client {client}: missing element {item:?} in {}", tail(value)))?;
-        if value.rfind(&item) != Some(first) {
-            return Err(format!("client {client}: duplicate element {item:?} in {}", tail(value)));
-        }
-        if last.is_some_and(|l| first <= l) {
-            return Err(format!("client {client}: wrong order at {item:?} in {}", tail(value)));
-        }
-        last = Some(first);
-    }
-    Ok(())
-}
-
 /// `CLIENTS` GenericTest clients running on their own threads.
 struct Clients {
     rec: Recorded,
@@ -259,7 +234,7 @@ impl Clients {
         let mut ck = clerk(servers);
         for (cli, &count) in counts.iter().enumerate() {
             match self.rec.get(&mut ck, &cli.to_string()) {
-                Ok(value) => problems.extend(check_client_appends(cli, &value, count).err().map(Problem::safety)),
+                Ok(value) => problems.extend(common::client_appends(cli, &value, count).err().map(Problem::safety)),
                 Err(e) => {
                     problems.push(Problem::other(format!("final get of key {cli}: {e}")));
                     break; // the cluster does not answer: do not wait for it once per key

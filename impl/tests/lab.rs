@@ -216,25 +216,10 @@ fn check_appends_linearizable(ops: &[HistoryOp], key: &str) {
     }
 }
 
-/// The lab's `checkClntAppends`: each of `count` items `x <client> <j> y` is in `value` exactly
-/// once and after the previous one; unknown extra items are allowed.
+/// The lab's `checkClntAppends` (see `common::client_appends`), failing the test.
 fn check_client_appends(client: usize, value: &str, count: usize) {
-    let mut last = None;
-    for j in 0..count {
-        let item = format!("x {client} {j} y");
-        let first = value
-            .find(&item)
-            .unwrap_or_else(|| panic!("client {client}: missing element {item:?} in {value:?}"));
-        let rlast = value.rfind(&item).unwrap_or(first);
-        assert_eq!(
-            first, rlast,
-            "client {client}: duplicate element {item:?} in {value:?}"
-        );
-        assert!(
-            last.is_none_or(|l| first > l),
-            "client {client}: wrong order at {item:?} in {value:?}"
-        );
-        last = Some(first);
+    if let Err(e) = common::client_appends(client, value, count) {
+        panic!("{e}");
     }
 }
 
