@@ -166,6 +166,8 @@ pub fn start_with_listeners(
     let identity = Identity { cluster_id: config.cluster_id, node: id };
     let (storage, recovered) = Storage::open(&config.data_dir, identity, limits.storage())?;
     let durable = recovered.durable;
+    #[cfg(debug_assertions)]
+    let on_disk = durable.clone();
     tracing::info!(
         node = %id,
         records = recovered.records,
@@ -217,6 +219,8 @@ pub fn start_with_listeners(
         snapshots_taken: 0,
         snapshots_installed: 0,
         faults: config.faults.clone(),
+        #[cfg(debug_assertions)]
+        on_disk,
     };
     let t = tracker.clone();
     let event_loop = std::thread::Builder::new()
@@ -434,6 +438,10 @@ struct Node {
     snapshots_installed: u64,
     /// Test faults consulted at each flush (power cuts); costs one branch when none are set.
     faults: Faults,
+    /// Debug builds: the replay of everything written to the directory, checked against the
+    /// core after every flush.
+    #[cfg(debug_assertions)]
+    on_disk: model::Durable,
 }
 
 impl Node {
@@ -639,9 +647,18 @@ impl Node {
             return Err(ServerError::PowerCut);
         }
         let started = Instant::now();
-        self.storage.append(&self.batch.persist)?;
-        // What the directory holds (and a rotation would write) is the core's durable state.
-        debug_assert!(self.storage.durable() == &self.server.durable, "storage and core disagree on the durable state");
+        self.storage.append(&self.batch.persist, &self.server.durable)?;
+        #[cfg(debug_assertions)]
+        {
+            // What the directory holds (the replay of every change written) is the core's
+            // durable state: no change lost, reordered or left out of a rotation.
+            for change in &self.batch.persist {
+                if let Err(e) = self.on_disk.apply(change) {
+                    panic!("the core persisted a change that does not replay onto the directory's state: {e}");
+                }
+            }
+            assert!(self.on_disk == self.server.durable, "storage and core disagree on the durable state");
+        }
         if !self.batch.persist.is_empty() {
             tracing::debug!(
                 changes = self.batch.persist.len(),

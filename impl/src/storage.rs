@@ -64,18 +64,18 @@
 //! reads zero bytes after the last record as the end of the segment (a record header is never
 //! all zero: its header checksum would not match), and appending continues there.
 //!
-//! `Storage` keeps in memory the `Durable` its files hold (replaying each batch onto it with
-//! `Durable::apply`, exactly as recovery would). That copy is what a rotation writes out, and
-//! replaying a batch before writing it also catches a change that would not replay at start-up
-//! before it reaches the disk. (The cost: a second copy of the retained log in memory; with
-//! snapshots on, the log is bounded by `max_raft_state`.)
+//! `Storage` keeps no copy of the state: a rotation writes out the state the batch leads to,
+//! which the caller passes (the server passes the core's `Durable`, which the core checks, in
+//! debug builds, to be the replay of its changes). A test replays every flush of the server's
+//! batches onto what the directory held and compares with the core (`server.rs`, debug
+//! builds).
 //!
 //! # Snapshots and rotation (log compaction)
 //! When a batch contains a `DurableChange::Snapshot` (the server took a snapshot, or installed
 //! its leader's), the batch is not written to the current segment. Instead, with the state D
-//! the whole batch leads to (the in-memory copy with every change of the batch replayed, so
-//! the changes after the snapshot are included, and several snapshots in one batch leave only
-//! the last), and N the current segment's number:
+//! the whole batch leads to (the caller's state after the batch, so the changes after the
+//! snapshot are included, and several snapshots in one batch leave only the last), and N the
+//! current segment's number:
 //! 1. write `snap-<N+1>` (D's snapshot) with [`write_file_atomically`]: temp name, fsync,
 //!    rename, fsync the directory;
 //! 2. write `wal-<N+1>` with [`write_file_atomically`]: its header, then a `TermAndVote` record
@@ -250,8 +250,7 @@ struct Segment {
     allocated: u64,
 }
 
-/// An open data directory: the lock, the WAL segment being appended to, and a copy of the
-/// durable state the directory holds.
+/// An open data directory: the lock and the WAL segment being appended to.
 pub struct Storage {
     dir: PathBuf,
     identity: Identity,
@@ -259,9 +258,6 @@ pub struct Storage {
     segment: Segment,
     snapshot: Option<PathBuf>,
     limits: StorageLimits,
-    /// Invariant: what recovery would return from the files now (the replay of every record
-    /// written, onto the current snapshot).
-    durable: Durable,
     buf: Vec<u8>,
 }
 
@@ -730,7 +726,6 @@ impl Storage {
             segment,
             snapshot: recovered.snapshot.clone(),
             limits,
-            durable: recovered.durable.clone(),
             buf: Vec::new(),
         };
         Ok((storage, recovered))
@@ -760,39 +755,23 @@ impl Storage {
         self.snapshot.as_deref()
     }
 
-    /// The durable state the directory holds (what recovery would return now).
-    #[must_use]
-    pub fn durable(&self) -> &Durable {
-        &self.durable
-    }
-
     /// Makes `changes` durable, in order. Without a snapshot among them: one write, one
-    /// `fdatasync`. With one: a rotation (see the module doc). Does nothing for none.
+    /// `fdatasync`. With one: a rotation (see the module doc) that writes out `after`, the state
+    /// the changes lead to (the core's own durable state: replaying `changes` onto what the
+    /// directory holds must give it, which the core checks in debug builds). Does nothing for
+    /// none.
     ///
     /// # Errors
     /// Any failure; the server must stop (the file's state after a failed write is unknown).
-    ///
-    /// # Panics
-    /// If a change does not replay onto the state the directory holds (`Durable::apply`
-    /// refuses it): the core broke its persistence contract, and writing the change would
-    /// make the directory unrecoverable.
-    pub fn append(&mut self, changes: &[DurableChange]) -> Result<(), StorageError> {
+    pub fn append(&mut self, changes: &[DurableChange], after: &Durable) -> Result<(), StorageError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut next = self.durable.clone();
-        for change in changes {
-            if let Err(e) = next.apply(change) {
-                panic!("the core persisted a change that does not replay onto its durable state: {e}");
-            }
-        }
         if changes.iter().any(|c| matches!(c, DurableChange::Snapshot(_))) {
-            self.rotate(&next)?;
+            self.rotate(after)
         } else {
-            self.write_records(changes)?;
+            self.write_records(changes)
         }
-        self.durable = next;
-        Ok(())
     }
 
     /// One write and one `fdatasync` of `changes` at the end of the current segment.
@@ -946,6 +925,27 @@ mod tests {
     const ME: Identity = Identity { cluster_id: 7, node: NodeId(1) };
     const BIG: StorageLimits = StorageLimits { max_record: 1 << 20, max_snapshot: 1 << 20 };
 
+    /// A storage and the state its directory holds, as the server keeps them: each append
+    /// passes the state the changes lead to.
+    struct Tracked {
+        s: Storage,
+        d: Durable,
+    }
+
+    impl Tracked {
+        fn open(dir: &Path, limits: StorageLimits) -> (Tracked, Recovered) {
+            let (s, r) = Storage::open(dir, ME, limits).unwrap();
+            (Tracked { s, d: r.durable.clone() }, r)
+        }
+
+        fn append(&mut self, changes: &[DurableChange]) -> Result<(), StorageError> {
+            for c in changes {
+                self.d.apply(c).unwrap();
+            }
+            self.s.append(changes, &self.d)
+        }
+    }
+
     fn entry(term: u64, seq: u64) -> Entry {
         let op = Op::Append { key: "k".into(), value: format!("v{seq}") };
         Entry { term: Term(term), command: Command { client: ClientId(1), seq: Seq(seq), op } }
@@ -972,7 +972,7 @@ mod tests {
     fn what_is_appended_is_recovered() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, r) = Storage::open(dir.path(), ME, BIG).unwrap();
+            let (mut s, r) = Tracked::open(dir.path(), BIG);
             assert_eq!(r.durable, Durable::default());
             s.append(&changes()[..2]).unwrap();
             s.append(&changes()[2..]).unwrap();
@@ -988,7 +988,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = DurableChange::Append { first: LogIndex(1), entries: (1..=40).map(|s| entry(1, s)).collect() };
         {
-            let (mut s, _) = Storage::open(dir.path(), ME, StorageLimits { max_record: 200, ..BIG }).unwrap();
+            let (mut s, _) = Tracked::open(dir.path(), StorageLimits { max_record: 200, ..BIG });
             s.append(std::slice::from_ref(&big)).unwrap();
         }
         let (_s, r) = Storage::open(dir.path(), ME, StorageLimits { max_record: 200, ..BIG }).unwrap();
@@ -1037,7 +1037,7 @@ mod tests {
         let path = segment_path(dir.path());
         let mut want = Durable::default();
         for round in 0..3u64 {
-            let (mut s, r) = Storage::open(dir.path(), ME, BIG).unwrap();
+            let (mut s, r) = Tracked::open(dir.path(), BIG);
             assert_eq!(r.durable, want);
             assert_eq!(r.torn, None, "zero bytes written ahead are not a torn tail");
             let batch = DurableChange::Append {
@@ -1047,8 +1047,8 @@ mod tests {
             s.append(std::slice::from_ref(&batch)).unwrap();
             want.apply(&batch).unwrap();
             let file_len = fs::metadata(&path).unwrap().len();
-            assert!(file_len >= PREALLOCATE_MIN && file_len > s.segment.len, "{file_len} bytes, records end at {}", s.segment.len);
-            assert_eq!(records_only(&path).len() as u64, s.segment.len);
+            assert!(file_len >= PREALLOCATE_MIN && file_len > s.s.segment.len, "{file_len} bytes, records end at {}", s.s.segment.len);
+            assert_eq!(records_only(&path).len() as u64, s.s.segment.len);
         }
         assert_eq!(Storage::open(dir.path(), ME, BIG).unwrap().1.durable, want);
     }
@@ -1057,7 +1057,7 @@ mod tests {
     fn torn_tails_are_cut_and_damage_elsewhere_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut s, _) = Storage::open(dir.path(), ME, BIG).unwrap();
+            let (mut s, _) = Tracked::open(dir.path(), BIG);
             s.append(&changes()).unwrap();
         }
         let path = segment_path(dir.path());
@@ -1139,7 +1139,7 @@ mod tests {
 
     /// Writes each batch with one `append`, in a directory opened once.
     fn write_batches(dir: &Path, batches: &[Vec<DurableChange>]) {
-        let (mut s, _) = Storage::open(dir, ME, BIG).unwrap();
+        let (mut s, _) = Tracked::open(dir, BIG);
         for batch in batches {
             s.append(batch).unwrap();
         }
@@ -1160,20 +1160,20 @@ mod tests {
             vec![append(16, 18), snapshot_at(16), append(19, 19), snapshot_at(18)],
         ];
         let expect_files = [vec![segment_name(1)], generation(2), generation(2), generation(3), generation(4), generation(5)];
-        let (mut s, _) = Storage::open(dir.path(), ME, BIG).unwrap();
+        let (mut s, _) = Tracked::open(dir.path(), BIG);
         for (k, batch) in batches.iter().enumerate() {
             s.append(batch).unwrap();
             let want = replayed(&batches[..=k]);
-            assert_eq!(s.durable(), &want, "after batch {k}");
             assert_eq!(names(dir.path()), expect_files[k], "after batch {k}");
             drop(s);
-            let (reopened, r) = Storage::open(dir.path(), ME, BIG).unwrap();
+            let (reopened, r) = Tracked::open(dir.path(), BIG);
             assert_eq!(r.durable, want, "recovered after batch {k}");
             assert_eq!(r.removed, Vec::<PathBuf>::new());
             assert_eq!(r.snapshot.is_some(), k >= 1);
             s = reopened;
         }
-        let last = s.durable().clone();
+        // The state recovered after the last batch.
+        let last = &s.d;
         assert_eq!((last.snapshot.last_index, last.log.first_index(), last.log.last_index()), (LogIndex(18), LogIndex(19), LogIndex(19)));
         assert_eq!((last.current_term, last.voted_for), (Term(4), None));
     }
@@ -1184,7 +1184,7 @@ mod tests {
         let small = StorageLimits { max_record: 200, ..BIG };
         let batches = [vec![term_vote(1, None), append(1, 40)], vec![snapshot_at(2)]];
         {
-            let (mut s, _) = Storage::open(dir.path(), ME, small).unwrap();
+            let (mut s, _) = Tracked::open(dir.path(), small);
             batches.iter().for_each(|b| s.append(b).unwrap());
         }
         let (_s, r) = Storage::open(dir.path(), ME, small).unwrap();
@@ -1240,7 +1240,7 @@ mod tests {
         for (name, bytes) in files_on_disk {
             fs::write(dir.path().join(name), bytes).unwrap();
         }
-        let (mut s, r) = Storage::open(dir.path(), ME, BIG).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (mut s, r) = Tracked::open(dir.path(), BIG);
         assert_eq!(&r.durable, want, "{what}");
         assert_eq!(names(dir.path()), left, "{what}: files left");
         let more = term_vote(want.current_term.0 + 1, None);
@@ -1351,7 +1351,7 @@ mod tests {
         let before = vec![term_vote(1, None), append(1, 5)];
         let tight = StorageLimits { max_snapshot: 8, ..BIG };
         {
-            let (mut s, _) = Storage::open(dir.path(), ME, tight).unwrap();
+            let (mut s, _) = Tracked::open(dir.path(), tight);
             s.append(&before).unwrap();
             let err = s.append(&[snapshot_at(5)]).unwrap_err();
             assert!(matches!(err, StorageError::SnapshotTooLarge { max: 8, .. }), "{err}");
