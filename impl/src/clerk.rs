@@ -395,16 +395,11 @@ impl Clerk {
 /// Whether the server has closed `stream` (a read would see the end): one non-blocking peek.
 /// Bytes waiting (a late reply) or nothing yet both mean open.
 fn closed_by_server(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let closed = match stream.peek(&mut [0u8; 1]) {
-        Ok(0) => true,
-        Ok(_) => false,
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(n) => n == 0,
         Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
-    };
-    // A stream that cannot be made blocking again is of no use either.
-    stream.set_nonblocking(false).is_err() || closed
+    }
 }
 
 impl Drop for Clerk {

@@ -263,35 +263,29 @@ impl Faults {
 
     /// The fate of a peer frame `from` → `to`, judged at `to`.
     pub(crate) fn peer_frame(&self, from: NodeId, to: NodeId) -> Fate {
-        let Some(mut s) = self.state() else {
-            return Fate::Deliver;
-        };
-        if s.cut.contains(&(from, to)) {
-            return Fate::Drop;
-        }
-        s.draw(to, true)
+        self.judge(to, true, |s| s.cut.contains(&(from, to)))
     }
 
     /// The fate of a request from `client` at server `me`.
     pub(crate) fn client_request(&self, me: NodeId, client: ClientId) -> Fate {
-        let Some(mut s) = self.state() else {
-            return Fate::Deliver;
-        };
-        if s.client_cut.contains(&(client, me)) {
-            return Fate::Drop;
-        }
-        s.draw(me, true)
+        self.judge(me, true, |s| s.client_cut.contains(&(client, me)))
     }
 
     /// The fate of a reply from server `me` to `client` (dropped or sent at once).
     pub(crate) fn client_reply(&self, me: NodeId, client: ClientId) -> Fate {
+        self.judge(me, false, |s| s.client_cut.contains(&(client, me)))
+    }
+
+    /// Delivers when no fault is set; drops a frame on a cut link; otherwise draws from `at`'s
+    /// generator (a delay only where `may_delay`).
+    fn judge(&self, at: NodeId, may_delay: bool, is_cut: impl FnOnce(&State) -> bool) -> Fate {
         let Some(mut s) = self.state() else {
             return Fate::Deliver;
         };
-        if s.client_cut.contains(&(client, me)) {
+        if is_cut(&s) {
             return Fate::Drop;
         }
-        s.draw(me, false)
+        s.draw(at, may_delay)
     }
 }
 

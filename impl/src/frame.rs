@@ -461,4 +461,25 @@ mod tests {
         let old = Hello { version: 0, ..ok };
         assert!(check_hello(&old, &expect).unwrap_err().contains("protocol version"));
     }
+
+    #[test]
+    fn the_assembler_finds_frames_however_the_bytes_arrive() {
+        let mut wire = Vec::new();
+        for v in ["a", "bb", ""] {
+            encode_frame(&v.to_string(), 1024, &mut wire).unwrap();
+        }
+        let mut frames = Assembler::default();
+        let mut got = Vec::new();
+        for byte in &wire {
+            frames.extend(std::slice::from_ref(byte));
+            while let Some(v) = frames.next_frame::<String>(1024).unwrap() {
+                got.push(v);
+            }
+        }
+        assert_eq!(got, ["a", "bb", ""]);
+        assert!(frames.is_empty());
+        // An oversized length is refused as soon as the 4 bytes of it are in.
+        frames.extend(&2000u32.to_be_bytes());
+        assert!(matches!(frames.next_frame::<String>(1024), Err(FrameError::TooLarge { len: 2000, max: 1024 })));
+    }
 }

@@ -214,6 +214,7 @@ pub fn start_with_listeners(
         next_token: 1,
         max_peer_frame: limits.max_peer_frame(),
         max_request: limits.max_request_bytes,
+        read_buf: vec![0; 64 << 10],
         status: Arc::clone(&status),
         batch: Batch::default(),
         snapshots_taken: 0,
@@ -432,6 +433,8 @@ struct Node {
     next_token: usize,
     max_peer_frame: usize,
     max_request: usize,
+    /// Where socket reads land before they join their connection's frames.
+    read_buf: Vec<u8>,
     status: Arc<Mutex<Status>>,
     batch: Batch,
     snapshots_taken: u64,
@@ -539,11 +542,10 @@ impl Node {
     /// Reads every readable connection (up to a budget each) and steps the core through the
     /// frames that are complete, passing each through the fault hook as it arrives.
     fn read_ready(&mut self) {
-        let mut chunk = vec![0u8; 64 << 10];
         for token in std::mem::take(&mut self.ready) {
             let Some(conn) = self.inbound.get_mut(&token) else { continue };
             let (source, addr) = (conn.source, conn.addr);
-            let read = conn.read(&mut chunk);
+            let read = conn.read(&mut self.read_buf);
             let mut frames = Vec::new();
             let decoded = loop {
                 let next = match source {

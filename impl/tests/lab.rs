@@ -21,7 +21,7 @@
 //! - every duration is multiplied by `KVRAFT_TIME_SCALE` (default 1.0) for slow machines.
 //!
 //! Beyond the lab: TestUnreliableOneKey's history is checked for linearizability (decided
-//! directly, see [`check_appends_linearizable`]), as are those of TestSpeed, TestSnapshotRPC and
+//! directly, see `check_appends_linearizable`), as are those of TestSpeed, TestSnapshotRPC and
 //! TestSnapshotSize; TestSnapshotRPC checks that the lagging server installed a snapshot;
 //! TestOnePartition checks that the minority's get also completes after the heal.
 //!
@@ -32,7 +32,6 @@ use kvraft::{Clerk, Faults, LocalCluster, LocalOptions, Status};
 use model::{NodeId, Op, OpOutput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -155,61 +154,32 @@ impl Recorder {
     }
 }
 
-/// Linearizability of one key's history made of a put of `""`, appends of distinct items
-/// `x <client> <j> y` that all returned, and gets, when the put returned before any append was
-/// called and every get was called after every append returned: decided directly. Each get
-/// must read every item exactly once, in an order that respects real time (an append that
-/// returned before another was called comes first). `specs::check_timed` searches for the same
-/// order, but here it has nothing to prune with (appends always succeed and only the last get
-/// constrains their order), and 50 overlapping appends exhaust any budget.
+/// Linearizability of one key's history made of a put of `""`, appends of distinct items that
+/// all returned, and gets, when the put returned before any append was called and every get was
+/// called after every append returned: decided by `specs::appends_in_order` for each get.
+/// `specs::check_timed` searches for the same order, but here it has nothing to prune with
+/// (appends always succeed and only the gets constrain their order), and 50 overlapping
+/// appends exhaust any budget.
 fn check_appends_linearizable(ops: &[HistoryOp], key: &str) {
-    let on_key = || ops.iter().filter(|o| o.op.key() == key);
-    let span = |o: &HistoryOp| (o.call, o.ret.expect("every operation returned"));
-    let mut appends = BTreeMap::new();
-    for o in on_key() {
-        if let Op::Append { value, .. } = &o.op {
-            let fresh = appends.insert(value.as_str(), span(o)).is_none();
-            assert!(
-                fresh,
-                "append {value:?} made twice: the check needs distinct items"
-            );
-        }
-    }
-    let first_call = appends
-        .values()
-        .map(|&(call, _)| call)
-        .min()
-        .unwrap_or(i64::MAX);
-    let last_ret = appends
-        .values()
-        .map(|&(_, ret)| ret)
-        .max()
-        .unwrap_or(i64::MIN);
-    for o in on_key() {
+    let on_key: Vec<specs::TimedOp> = common::to_timed(ops).into_iter().filter(|o| o.op.key() == key).collect();
+    let appends = on_key.iter().filter(|o| matches!(o.op, Op::Append { .. }));
+    let first_call = appends.clone().map(|o| o.call).min().unwrap_or(i64::MAX);
+    let last_ret = appends.map(|o| o.ret.expect("every append returned")).max().unwrap_or(i64::MIN);
+    for o in &on_key {
         match &o.op {
             Op::Put { value, .. } => assert!(
-                value.is_empty() && span(o).1 < first_call,
+                value.is_empty() && o.ret.is_some_and(|r| r < first_call),
                 "the check needs one put of \"\" before every append"
             ),
             Op::Get { .. } => {
                 assert!(o.call > last_ret, "the check needs gets after every append");
-                let value = o.output.as_deref().unwrap_or_default();
-                let items: Vec<&str> = value.split_inclusive('y').collect();
-                let mut seen = BTreeSet::new();
-                for (i, item) in items.iter().enumerate() {
-                    let Some(&(call, _)) = appends.get(item) else {
-                        panic!("{item:?} was never appended, in {value:?}");
-                    };
-                    assert!(seen.insert(item), "{item:?} applied twice, in {value:?}");
-                    if let Some(later) = items[i + 1..].iter().find(|l| appends[*l].1 < call) {
-                        panic!("{later:?} returned before {item:?} was called, yet follows it in {value:?}");
-                    }
+                let read = match &o.output {
+                    Some(OpOutput::Value(v)) => v.as_str(),
+                    _ => "",
+                };
+                if let Err(e) = specs::appends_in_order(&on_key, key, read) {
+                    panic!("{e}");
                 }
-                assert_eq!(
-                    seen.len(),
-                    appends.len(),
-                    "an append is missing from {value:?}"
-                );
             }
             Op::Append { .. } => {}
         }
@@ -962,65 +932,4 @@ fn snapshot_size_3b() {
         "snapshot_size_3b: 800 operations in {:.1?}, snapshot {snapshot} bytes",
         started.elapsed()
     );
-}
-
-/// The direct check of `unreliable_one_key_3a`'s history judges what it claims to.
-mod check_appends {
-    use super::*;
-
-    fn op(op: Op, output: Option<&str>, call: i64, ret: i64) -> HistoryOp {
-        HistoryOp {
-            client: 1,
-            op,
-            output: output.map(str::to_string),
-            call,
-            ret: Some(ret),
-        }
-    }
-
-    /// put "", two appends: `first` over [10, 20], `second` over [call, 40], then a get.
-    fn history(second_call: i64, read: &str) -> Vec<HistoryOp> {
-        let append = |value: &str| Op::Append {
-            key: "k".into(),
-            value: value.into(),
-        };
-        vec![
-            op(
-                Op::Put {
-                    key: "k".into(),
-                    value: String::new(),
-                },
-                None,
-                0,
-                5,
-            ),
-            op(append("x 0 0 y"), None, 10, 20),
-            op(append("x 1 0 y"), None, second_call, 40),
-            op(Op::Get { key: "k".into() }, Some(read), 50, 60),
-        ]
-    }
-
-    #[test]
-    fn accepts_an_order_concurrency_allows() {
-        check_appends_linearizable(&history(15, "x 1 0 yx 0 0 y"), "k");
-        check_appends_linearizable(&history(30, "x 0 0 yx 1 0 y"), "k");
-    }
-
-    #[test]
-    #[should_panic(expected = "returned before")]
-    fn rejects_an_order_real_time_forbids() {
-        check_appends_linearizable(&history(30, "x 1 0 yx 0 0 y"), "k");
-    }
-
-    #[test]
-    #[should_panic(expected = "applied twice")]
-    fn rejects_a_doubled_append() {
-        check_appends_linearizable(&history(30, "x 0 0 yx 1 0 yx 1 0 y"), "k");
-    }
-
-    #[test]
-    #[should_panic(expected = "missing")]
-    fn rejects_a_lost_append() {
-        check_appends_linearizable(&history(30, "x 0 0 y"), "k");
-    }
 }

@@ -43,7 +43,7 @@ pub use election_safety::election_safety;
 pub use ghost::Ghost;
 pub use kv_spec::KvSpec;
 pub use leader_completeness::leader_completeness;
-pub use linearizability::{check, check_timed, History, Operation, TimedOp, Verdict};
+pub use linearizability::{appends_in_order, check, check_timed, History, Operation, TimedOp, Verdict};
 pub use log_matching::log_matching;
 pub use snapshot_content::snapshot_content;
 pub use state_machine_safety::state_machine_safety;

@@ -18,7 +18,10 @@
 //!
 //! [`KvSpec`]: crate::KvSpec
 
+mod appends;
 mod search;
+
+pub use appends::appends_in_order;
 
 use crate::violation::Violation;
 use crate::LINEARIZABLE;

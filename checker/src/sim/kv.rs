@@ -240,35 +240,12 @@ pub fn unreliable_one_key(sim: &mut Sim) -> SimResult<()> {
 /// of distinct tokens that all completed, and a final Get that follows everything and read `v`:
 /// the only candidate order is the order of the tokens in `v`, so the history is linearizable
 /// iff `v` is exactly the tokens, each once, and every append that returned before another was
-/// invoked comes first in `v`.
+/// invoked comes first in `v` (`specs::appends_in_order`, which the runtime's test uses too).
 ///
 /// # Errors
 /// The first pair of appends `v` orders against real time, or a token missing or extra.
 pub fn appends_linearizable(sim: &Sim, key: &str, v: &str) -> SimResult<()> {
-    let mut appends = Vec::new();
-    for r in sim.history() {
-        if let Op::Append { key: k, value } = &r.op {
-            if k == key {
-                let ret = r.ret_tick.ok_or_else(|| format!("append {value:?} never returned"))?;
-                let at = v.find(value.as_str()).ok_or_else(|| format!("{value:?} is not in the final value"))?;
-                appends.push((at, value.as_str(), r.call_tick, ret));
-            }
-        }
-    }
-    let total: usize = appends.iter().map(|a| a.1.len()).sum();
-    if total != v.len() {
-        return Err(format!("the final value has {} bytes, but the appends add up to {total}", v.len()));
-    }
-    appends.sort_unstable();
-    for (k, later) in appends.iter().enumerate() {
-        if let Some(earlier) = appends[k + 1..].iter().find(|e| e.3 < later.2) {
-            return Err(format!(
-                "not linearizable: {:?} returned before {:?} was invoked, but comes after it in {key}",
-                earlier.1, later.1
-            ));
-        }
-    }
-    Ok(())
+    specs::appends_in_order(&sim.timed_ops(), key, v)
 }
 
 pub fn one_partition_config() -> SimConfig {
