@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bugs;
+pub mod inert;
 pub mod properties;
 pub mod run;
 pub mod setup;
@@ -18,7 +19,7 @@ pub mod symmetry;
 pub mod system;
 pub mod walk;
 
-pub use setup::{Delivery, Setup};
+pub use setup::{Delivery, Reductions, Setup};
 pub use system::{Action, SysState, System};
 
 use stateright::{Model, Property};

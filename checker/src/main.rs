@@ -103,6 +103,11 @@ struct Cli {
     /// states that differ only by renaming servers.
     #[arg(long)]
     symmetry: bool,
+    /// Switch off the state-space reductions (the canonical history summary, loss folded into
+    /// timers, removal of dead messages): the same behaviours, explored as they are, in more
+    /// states. For comparing verdicts and sizes (`checker/README.md`, "Reductions").
+    #[arg(long)]
+    unreduced: bool,
     /// Stop at the first violated property instead of exploring everything.
     #[arg(long)]
     stop_at_violation: bool,
@@ -142,6 +147,7 @@ impl Cli {
             max_raft_state: self.max_raft_state,
             max_entries_per_append: self.max_entries_per_append,
             bug,
+            reductions: if self.unreduced { checker::Reductions::NONE } else { checker::Reductions::ALL },
         };
         setup.validate()?;
         Ok(setup)

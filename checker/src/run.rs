@@ -271,6 +271,15 @@ pub fn describe_trace(system: &System, trace: &[Action]) -> String {
 
 /// The violation detail of property `name` in the last state of `trace`, when `specs` gives one.
 pub fn violation_detail(system: &System, name: &str, trace: &[Action]) -> Option<String> {
+    if name == specs::LINEARIZABLE {
+        let history = system.history_of(trace)?;
+        return match specs::linearizability::check(&history, 1_000_000) {
+            specs::linearizability::Verdict::NotLinearizable { key, detail } => {
+                Some(format!("key {key:?}: {detail}\nhistory:\n{history}"))
+            }
+            _ => None,
+        };
+    }
     let path = Path::from_actions(system, system.initial_state(), trace)?;
     if name == specs::APPLIED_MONOTONIC {
         // A property of a step, not of a state: find the step that went back (not always the

@@ -14,6 +14,31 @@ pub enum Delivery {
     Fifo,
 }
 
+/// The reductions of the state space the checker applies (all on by default; each is argued
+/// in `checker/README.md` and checked against the unreduced search in `tests/reductions.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Reductions {
+    /// The clients' history is kept as `specs::Summary` (what a linearization can still
+    /// depend on) instead of the raw history.
+    pub summary: bool,
+    /// Loss is folded into the actions that can observe it (a timer that fires once its round
+    /// is gone, a FIFO delivery past earlier messages) instead of a `lose` action per message.
+    pub fold_loss: bool,
+    /// A message its receiver's handler provably ignores forever is removed at once.
+    pub drop_inert: bool,
+}
+
+impl Reductions {
+    pub const ALL: Reductions = Reductions { summary: true, fold_loss: true, drop_inert: true };
+    pub const NONE: Reductions = Reductions { summary: false, fold_loss: false, drop_inert: false };
+}
+
+impl Default for Reductions {
+    fn default() -> Reductions {
+        Reductions::ALL
+    }
+}
+
 /// Every knob of one exploration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setup {
@@ -45,6 +70,9 @@ pub struct Setup {
     pub max_raft_state: Option<u64>,
     /// A deliberately broken rule of the core (needs the `bugs` feature).
     pub bug: Option<Bug>,
+    /// How the space is reduced (does not change what is explored, only how many states stand
+    /// for it).
+    pub reductions: Reductions,
 }
 
 impl Default for Setup {
@@ -67,6 +95,7 @@ impl Default for Setup {
             max_entries_per_append: None,
             max_raft_state: None,
             bug: None,
+            reductions: Reductions::ALL,
         }
     }
 }
@@ -92,6 +121,7 @@ impl Setup {
             max_entries_per_append: None,
             max_raft_state: None,
             bug: None,
+            reductions: Reductions::ALL,
         }
     }
 

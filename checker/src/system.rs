@@ -9,16 +9,19 @@
 //! fsync but before the sends looks, to everyone else, like lost messages (explored when the
 //! network is lossy).
 
+use crate::inert;
 use crate::setup::{Delivery, Setup};
 use model::{
     clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint,
-    Envelope, Input, LogIndex, NodeId, Note, Output, PeerMsg, Server, TimerCommand, Timer, Wire,
+    Envelope, Input, LogIndex, NodeId, Note, Op, OpOutput, Output, PeerMsg, Server, TimerCommand,
+    Timer, Wire,
 };
-use specs::{Ghost, History};
+use specs::{Ghost, History, Summary};
 use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
 
 /// One server and the timers the environment holds for it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// While crashed: the state `restore` would give (volatile parts reset), so that crashed
     /// states differing only in lost volatile data coincide.
@@ -34,15 +37,75 @@ pub struct Node {
     pub installed_snapshot: bool,
 }
 
+/// A node's identity for the visited set: everything but the server's `Config`, which is the
+/// same in every state of a run (a node's position in `SysState::nodes` says which server it
+/// is), so hashing it would cost time and tell no states apart.
+impl Hash for Node {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let Server { config: _, durable, commit_index, last_applied, role, kv, pending } = &self.server;
+        (durable, commit_index, last_applied, role, kv, pending).hash(h);
+        let Node { server: _, up, election_armed, heartbeat_armed, restarted, restored_from, installed_snapshot } = self;
+        (up, election_armed, heartbeat_armed, restarted, restored_from, installed_snapshot).hash(h);
+    }
+}
+
 /// One clerk, its position in its script, and its retry timer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClerkSlot {
     pub clerk: Clerk,
     /// How many scripted operations were invoked.
     pub invoked: u32,
-    /// The history id of the operation in flight.
-    pub op_id: Option<usize>,
     pub retry_armed: bool,
+}
+
+/// What the checker keeps of the clients' history.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Clients {
+    /// Only what a linearization of the history can still depend on (the default).
+    Summary(Summary),
+    /// The whole history and its verdict, recomputed whenever an operation completes (the
+    /// unreduced search, and the replay that prints a counterexample's history).
+    History { history: History, linearizable: bool },
+}
+
+impl Clients {
+    fn new(summary: bool) -> Clients {
+        if summary {
+            Clients::Summary(Summary::new())
+        } else {
+            Clients::History { history: History::new(), linearizable: true }
+        }
+    }
+
+    pub fn is_linearizable(&self) -> bool {
+        match self {
+            Clients::Summary(s) => s.is_linearizable(),
+            Clients::History { linearizable, .. } => *linearizable,
+        }
+    }
+
+    fn invoke(&mut self, client: ClientId, op: Op) {
+        match self {
+            Clients::Summary(s) => s.invoke(client, op),
+            Clients::History { history, .. } => {
+                history.invoke(client, op);
+            }
+        }
+    }
+
+    fn complete(&mut self, client: ClientId, output: OpOutput) {
+        match self {
+            Clients::Summary(s) => s.complete(client, output),
+            Clients::History { history, linearizable } => {
+                let id = history.in_flight(client).expect("a completed operation was invoked");
+                history.complete(id, output);
+                *linearizable = !matches!(
+                    specs::linearizability::check(history, 1_000_000),
+                    specs::linearizability::Verdict::NotLinearizable { .. }
+                );
+            }
+        }
+    }
 }
 
 /// Messages in flight. Sorted (a multiset, or a set when messages may be duplicated) when
@@ -61,11 +124,11 @@ pub struct SysState {
     /// Election timeouts so far (counted only when `max_elections` bounds them).
     pub elections: u32,
     pub ghost: Ghost,
-    pub history: History,
-    /// The history's verdict, recomputed whenever an operation completes.
-    pub linearizable: bool,
+    pub clients: Clients,
     /// Every step so far kept commit index, applied index and term from going back.
     pub monotonic: bool,
+    /// Some Get returned a value that contains a scripted Append's argument.
+    pub get_saw_append: bool,
 }
 
 /// One transition.
@@ -125,6 +188,12 @@ impl System {
         }
     }
 
+    /// Loss is folded into the timers and FIFO deliveries (instead of a `lose` action per
+    /// message).
+    fn folds_loss(&self) -> bool {
+        self.setup.lossy && self.setup.reductions.fold_loss
+    }
+
     pub fn initial_state(&self) -> SysState {
         let mut ghost = Ghost::default();
         let nodes = self
@@ -153,7 +222,7 @@ impl System {
             .into_iter()
             .map(|c| {
                 let clerk = Clerk::new(c, &self.setup.clerk_servers(c));
-                ClerkSlot { clerk, invoked: 0, op_id: None, retry_armed: false }
+                ClerkSlot { clerk, invoked: 0, retry_armed: false }
             })
             .collect();
         SysState {
@@ -163,15 +232,16 @@ impl System {
             crashes: 0,
             elections: 0,
             ghost,
-            history: History::default(),
-            linearizable: true,
+            clients: Clients::new(self.setup.reductions.summary),
             monotonic: true,
+            get_saw_append: false,
         }
     }
 
     /// Every enabled action, in a deterministic order (stateright replays paths by index).
     pub fn actions(&self, s: &SysState, actions: &mut Vec<Action>) {
         self.message_actions(s, actions);
+        let fold = self.folds_loss();
         for node in &s.nodes {
             let id = node.server.id();
             if !node.up {
@@ -182,7 +252,7 @@ impl System {
             if node.election_armed && elections_left && node.server.current_term().0 < self.setup.max_term {
                 actions.push(Action::Timeout(id, Timer::Election));
             }
-            if self.setup.heartbeats && node.heartbeat_armed && !appends_in_flight(s, id) {
+            if self.setup.heartbeats && node.heartbeat_armed && (fold || !s.network.iter().any(|e| in_round(e, id))) {
                 actions.push(Action::Timeout(id, Timer::Heartbeat));
             }
             if s.crashes < self.setup.max_crashes {
@@ -194,13 +264,15 @@ impl System {
             if slot.clerk.pending.is_none() && slot.invoked < self.setup.ops_per_clerk {
                 actions.push(Action::Invoke(c));
             }
-            if self.setup.clerk_timeouts && slot.retry_armed && !clerk_traffic_in_flight(s, c) {
+            let traffic = || s.network.iter().any(|e| clerk_traffic(e, c));
+            if self.setup.clerk_timeouts && slot.retry_armed && (fold || !traffic()) {
                 actions.push(Action::ClerkTimeout(c));
             }
         }
     }
 
     fn message_actions(&self, s: &SysState, actions: &mut Vec<Action>) {
+        let fold = self.folds_loss();
         for (k, e) in s.network.iter().enumerate() {
             if let Endpoint::Server(n) = e.to {
                 if !s.nodes[node_index(n)].up {
@@ -209,7 +281,9 @@ impl System {
             }
             let earlier = &s.network[..k];
             let blocked = match self.setup.delivery {
-                // Only the first message of each link.
+                // Only the first copy of a message on its link; unless loss is folded, only
+                // the first message of each link.
+                Delivery::Fifo if fold => earlier.iter().any(|x| x == e),
                 Delivery::Fifo => earlier.iter().any(|x| x.from == e.from && x.to == e.to),
                 // Identical copies: delivering either gives the same state.
                 Delivery::Reorder | Delivery::Duplicate => earlier.last() == Some(e),
@@ -217,7 +291,7 @@ impl System {
             if blocked {
                 continue;
             }
-            if self.setup.lossy {
+            if self.setup.lossy && !fold {
                 actions.push(Action::Drop(e.clone()));
             }
             actions.push(Action::Deliver(e.clone()));
@@ -233,8 +307,13 @@ impl System {
     /// core's `Display` forms) appended to `trace` when it is `Some`.
     pub fn apply(&self, s: &SysState, action: Action, trace: &mut Option<String>) -> Option<SysState> {
         let mut s = s.clone();
+        let fold = self.folds_loss();
         match action {
             Action::Deliver(e) => {
+                if self.setup.delivery == Delivery::Fifo && fold {
+                    let k = s.network.iter().position(|x| *x == e)?;
+                    lose(&mut s.network, trace, |x, j| j < k && x.from == e.from && x.to == e.to);
+                }
                 if self.setup.delivery != Delivery::Duplicate {
                     take(&mut s.network, &e)?;
                 }
@@ -250,25 +329,35 @@ impl System {
                             s.elections += 1;
                         }
                     }
-                    Timer::Heartbeat => node.heartbeat_armed = false,
+                    Timer::Heartbeat => {
+                        node.heartbeat_armed = false;
+                        if fold {
+                            lose(&mut s.network, trace, |x, _| in_round(x, n));
+                        }
+                    }
                 }
                 self.step_server(&mut s, n, Input::Timeout(timer), trace);
             }
             Action::ClerkTimeout(c) => {
                 s.clerks[clerk_index(c)].retry_armed = false;
+                if fold {
+                    lose(&mut s.network, trace, |x, _| clerk_traffic(x, c));
+                }
                 self.step_clerk(&mut s, c, ClerkInput::Timeout, trace);
             }
             Action::Invoke(c) => {
                 let slot = &mut s.clerks[clerk_index(c)];
                 let op = self.setup.op(c, slot.invoked);
                 slot.invoked += 1;
-                slot.op_id = Some(s.history.invoke(c, op.clone()));
+                s.clients.invoke(c, op.clone());
                 self.step_clerk(&mut s, c, ClerkInput::Invoke(op), trace);
             }
             Action::Crash(n) => self.crash(&mut s, n),
             Action::Restart(n) => self.restart(&mut s, n, trace),
         }
-        drop_dead_messages(&mut s);
+        if self.setup.reductions.drop_inert {
+            inert::remove(&mut s, trace);
+        }
         Some(s)
     }
 
@@ -330,16 +419,25 @@ impl System {
             slot.retry_armed = armed;
         }
         if let Some(output) = done {
-            let id = slot.op_id.take().expect("a completed operation was invoked");
-            s.history.complete(id, output);
-            s.linearizable = !matches!(
-                specs::linearizability::check(&s.history, 1_000_000),
-                specs::linearizability::Verdict::NotLinearizable { .. }
-            );
+            if let OpOutput::Value(v) = &output {
+                s.get_saw_append |= self.appended_values().iter().any(|a| v.contains(a.as_str()));
+            }
+            s.clients.complete(c, output);
         }
         if let Some((to, request)) = send {
             self.send(s, Endpoint::Clerk(c), Endpoint::Server(to), Wire::Request(request));
         }
+    }
+
+    /// The arguments of every scripted Append (each a letter no other operation writes).
+    fn appended_values(&self) -> Vec<String> {
+        let setup = &self.setup;
+        let ops = setup.clerk_ids().into_iter().flat_map(|c| (0..setup.ops_per_clerk).map(move |j| setup.op(c, j)));
+        ops.filter_map(|op| match op {
+            Op::Append { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect()
     }
 
     fn send(&self, s: &mut SysState, from: Endpoint, to: Endpoint, wire: Wire) {
@@ -397,6 +495,22 @@ impl System {
             n.server.current_term().0 <= self.setup.max_term && n.server.log().last_index().0 <= self.setup.max_log
         })
     }
+
+    /// The clients' whole history along `trace` (replayed with the raw history kept, which
+    /// changes nothing else), for reports.
+    pub fn history_of(&self, trace: &[Action]) -> Option<History> {
+        let mut setup = self.setup.clone();
+        setup.reductions.summary = false;
+        let full = System::new(setup);
+        let mut s = full.initial_state();
+        for action in trace {
+            s = full.next_state(&s, action.clone())?;
+        }
+        match s.clients {
+            Clients::History { history, .. } => Some(history),
+            Clients::Summary(_) => None,
+        }
+    }
 }
 
 /// Applies a step's timer commands to the node's armed timers.
@@ -411,19 +525,6 @@ fn arm(node: &mut Node, out: &Output) {
     }
 }
 
-/// Removes every message its receiver would ignore whenever it arrived (the core says which:
-/// `Server::ignores_forever`, `Clerk::ignores_forever`). Dropping such a message is the same as
-/// delivering it as a no-op, so no behaviour is lost, and states that differ only in dead
-/// messages coincide.
-fn drop_dead_messages(s: &mut SysState) {
-    let (nodes, clerks) = (&s.nodes, &s.clerks);
-    s.network.retain(|e| match (e.to, &e.wire) {
-        (Endpoint::Server(n), Wire::Peer(msg)) => !nodes[node_index(n)].server.ignores_forever(msg),
-        (Endpoint::Clerk(c), Wire::Reply(reply)) => !clerks[clerk_index(c)].clerk.ignores_forever(reply),
-        _ => true,
-    });
-}
-
 /// Removes one copy of `e` from the network; `None` if it is not there.
 fn take(network: &mut Network, e: &Envelope) -> Option<()> {
     let k = network.iter().position(|x| x == e)?;
@@ -431,22 +532,40 @@ fn take(network: &mut Network, e: &Envelope) -> Option<()> {
     Some(())
 }
 
-/// The leader's heartbeat fires only once its previous round is over: none of its
-/// AppendEntries, and no reply to one, is in flight. A heartbeat during a round adds nothing
-/// the round in flight cannot do (late or lost rounds are still explored), and firing at will
-/// would make the network grow without bound.
-fn appends_in_flight(s: &SysState, n: NodeId) -> bool {
+/// Removes (loses) every message `lost(message, position)` picks, and says so in `trace`.
+fn lose(network: &mut Network, trace: &mut Option<String>, lost: impl Fn(&Envelope, usize) -> bool) {
+    let mut k = 0;
+    network.retain(|e| {
+        let gone = lost(e, k);
+        k += 1;
+        if gone {
+            if let Some(t) = trace {
+                let _ = writeln!(t, "lost: {e}");
+            }
+        }
+        !gone
+    });
+}
+
+/// A message of `n`'s heartbeat round: one of its AppendEntries, or a reply to one.
+///
+/// The leader's heartbeat fires only once its previous round is over: none of these is in
+/// flight (with folded loss: the ones still in flight are lost as it fires). A heartbeat during
+/// a round adds nothing the round in flight cannot do (late or lost rounds are still explored),
+/// and firing at will would make the network grow without bound.
+fn in_round(e: &Envelope, n: NodeId) -> bool {
     let me = Endpoint::Server(n);
-    s.network.iter().any(|e| match &e.wire {
+    match &e.wire {
         Wire::Peer(PeerMsg::AppendEntries { .. }) => e.from == me,
         Wire::Peer(PeerMsg::AppendReply { .. }) => e.to == me,
         _ => false,
-    })
+    }
 }
 
-/// A clerk's retry timer fires only when neither its request nor a reply is in flight: the
-/// request reached a server that has not answered (yet), or everything was lost.
-fn clerk_traffic_in_flight(s: &SysState, c: ClientId) -> bool {
+/// A request of clerk `c` or a reply to it. A clerk's retry timer fires only when none is in
+/// flight (with folded loss: the ones in flight are lost as it fires): the request reached a
+/// server that has not answered (yet), or everything was lost.
+fn clerk_traffic(e: &Envelope, c: ClientId) -> bool {
     let me = Endpoint::Clerk(c);
-    s.network.iter().any(|e| e.from == me || e.to == me)
+    e.from == me || e.to == me
 }

@@ -8,7 +8,8 @@
 //!   [`leader_completeness`], [`state_machine_safety`]; plus [`commit_bounds`],
 //!   [`applied_monotonic`] (per step) and [`at_most_once`] (Raft §8).
 //! - [`Ghost`]: what the checks must remember beyond the current states.
-//! - [`linearizability`]: per-key history checking with an explicit "unknown".
+//! - [`linearizability`]: per-key history checking with an explicit "unknown", and
+//!   [`Summary`], its incremental and canonical form for model-checker states.
 //!
 //! Pure: no clocks, threads, IO or randomness; only ordered collections are iterated.
 
@@ -43,7 +44,9 @@ pub use election_safety::election_safety;
 pub use ghost::Ghost;
 pub use kv_spec::KvSpec;
 pub use leader_completeness::leader_completeness;
-pub use linearizability::{appends_in_order, check, check_timed, History, Operation, TimedOp, Verdict};
+pub use linearizability::{
+    appends_in_order, check, check_timed, History, Operation, Summary, TimedOp, Verdict,
+};
 pub use log_matching::log_matching;
 pub use snapshot_content::snapshot_content;
 pub use state_machine_safety::state_machine_safety;

@@ -16,12 +16,17 @@
 //! The search is bounded: when a key needs more than `budget` steps, the verdict is
 //! [`Verdict::Unknown`], never a silent pass.
 //!
+//! [`Summary`] (`summary.rs`) is the same property computed forward, one event at a time,
+//! keeping only what the future can depend on: for a model checker's states.
+//!
 //! [`KvSpec`]: crate::KvSpec
 
 mod appends;
 mod search;
+mod summary;
 
 pub use appends::appends_in_order;
+pub use summary::Summary;
 
 use crate::violation::Violation;
 use crate::LINEARIZABLE;
