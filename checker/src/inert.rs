@@ -124,12 +124,17 @@ mod tests {
     }
 
     #[test]
-    fn an_older_terms_reply_is_dead_a_current_one_is_not() {
+    fn older_replies_and_a_finished_candidacys_votes_are_dead() {
         let s = server_in_term(2);
         let old = PeerMsg::VoteReply { term: Term(1), granted: true };
         let now = PeerMsg::VoteReply { term: Term(2), granted: true };
         assert!(to_server(&s, NodeId(2), &old));
-        assert!(!to_server(&s, NodeId(2), &now));
+        // A follower of term 2 can never again be a candidate of term 2: its election timeout
+        // starts term 3. So this term's vote reply is dead for it, but not for a candidate.
+        assert!(to_server(&s, NodeId(2), &now));
+        let (candidate, _) = step(&server_in_term(1), Input::Timeout(Timer::Election));
+        assert_eq!(candidate.current_term(), Term(2));
+        assert!(!to_server(&candidate, NodeId(2), &now), "it may still win with this vote");
         let request = PeerMsg::RequestVote { term: Term(1), last_log_index: LogIndex(0), last_log_term: Term(0) };
         assert!(!to_server(&s, NodeId(2), &request), "a stale request is answered, so it matters");
     }

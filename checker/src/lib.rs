@@ -14,6 +14,7 @@ pub mod inert;
 pub mod properties;
 pub mod run;
 pub mod setup;
+pub mod suite;
 pub mod sim;
 pub mod symmetry;
 pub mod system;

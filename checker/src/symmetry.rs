@@ -7,10 +7,12 @@
 //! property checked is invariant under renaming (none mentions a server by id). Exploring one
 //! representative per class of renamed states is therefore sound for all properties.
 //!
-//! The representative is the renaming whose state has the smallest hash, over all n!
-//! permutations (n ≤ 5; beyond that the state is returned unchanged, which is sound but does
-//! not reduce). Equal hashes within one class would only make the choice non-canonical, which
-//! loses reduction, never soundness. Clerks are not interchangeable (their scripts differ).
+//! The representative is the renaming that sorts the servers by what their states say without
+//! naming a server (`signature`), trying every order among servers with equal signatures and
+//! keeping the one whose state hashes smallest. Any renaming is sound as a representative: two
+//! states share a representative only if one is a renaming of the other; a choice that is not
+//! canonical only loses reduction, never a behaviour. Clerks are not interchangeable (their scripts
+//! differ).
 
 use crate::system::{ClerkSlot, Network, Node, SysState};
 use model::{ClientReply, ClientResult, Endpoint, Envelope, LeaderState, NodeId, Role, Server, Wire};
@@ -111,23 +113,73 @@ impl Renaming<'_> {
     }
 }
 
-/// All permutations of `1..=n`, in lexicographic order.
-fn permutations(n: u32) -> Vec<Vec<u32>> {
-    fn extend(prefix: &mut Vec<u32>, n: u32, out: &mut Vec<Vec<u32>>) {
-        if prefix.len() == n as usize {
-            out.push(prefix.clone());
-            return;
-        }
-        for k in 1..=n {
-            if !prefix.contains(&k) {
-                prefix.push(k);
-                extend(prefix, n, out);
-                prefix.pop();
-            }
+/// What a server's state says without naming any server: the key the representative sorts
+/// servers by. Equal keys only make the choice among renamings less canonical (less
+/// reduction), never unsound: whatever order results, the representative is a renaming.
+fn signature(n: &Node) -> u64 {
+    let s = &n.server;
+    let hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let mut h = hasher.build_hasher();
+    (s.durable.current_term, s.durable.voted_for.is_some(), s.durable.voted_for == Some(s.id())).hash(&mut h);
+    (&s.durable.log, s.durable.snapshot.last_index, s.commit_index, s.last_applied, &s.pending).hash(&mut h);
+    match &s.role {
+        Role::Follower { leader } => (0u8, leader.is_some()).hash(&mut h),
+        Role::Candidate { votes } => (1u8, votes.len()).hash(&mut h),
+        Role::Leader(l) => {
+            let mut matched: Vec<_> = l.match_index.values().collect();
+            matched.sort_unstable();
+            (2u8, matched).hash(&mut h);
         }
     }
+    (n.up, n.election_armed, n.heartbeat_armed, n.restarted, n.restored_from, n.installed_snapshot).hash(&mut h);
+    std::hash::Hasher::finish(&h)
+}
+
+/// The representative of `s`'s class under server renaming: servers sorted by `signature`;
+/// among servers with equal signatures, the order whose renamed state hashes smallest. When
+/// all signatures differ this costs one renaming instead of n!.
+pub fn representative(s: &SysState, fifo: bool) -> SysState {
+    let mut order: Vec<(u64, usize)> = s.nodes.iter().enumerate().map(|(k, n)| (signature(n), k)).collect();
+    order.sort_unstable();
+    let mut candidates: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut start = 0;
+    while start < order.len() {
+        let end = start + order[start..].iter().take_while(|x| x.0 == order[start].0).count();
+        let group: Vec<usize> = order[start..end].iter().map(|x| x.1).collect();
+        let orders = permutations(&group);
+        candidates = candidates
+            .iter()
+            .flat_map(|prefix| orders.iter().map(move |o| prefix.iter().chain(o).copied().collect()))
+            .collect();
+        start = end;
+    }
+    let renamed = |positions: &Vec<usize>| {
+        let mut map = vec![0u32; s.nodes.len()];
+        for (rank, &k) in positions.iter().enumerate() {
+            map[k] = u32::try_from(rank + 1).expect("few servers");
+        }
+        Renaming { map: &map }.state(s, fifo)
+    };
+    if candidates.len() == 1 {
+        return renamed(&candidates[0]);
+    }
+    candidates.iter().map(renamed).min_by_key(fingerprint).expect("at least one order")
+}
+
+/// Every order of `items`.
+fn permutations(items: &[usize]) -> Vec<Vec<usize>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
     let mut out = Vec::new();
-    extend(&mut Vec::new(), n, &mut out);
+    for (k, &first) in items.iter().enumerate() {
+        let mut rest = items.to_vec();
+        rest.remove(k);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, first);
+            out.push(tail);
+        }
+    }
     out
 }
 
@@ -139,29 +191,6 @@ fn fingerprint(s: &SysState) -> u64 {
     std::hash::Hasher::finish(&h)
 }
 
-/// The representative of `s`'s class under server renaming.
-pub fn representative(s: &SysState, fifo: bool) -> SysState {
-    let n = u32::try_from(s.nodes.len()).unwrap_or(u32::MAX);
-    if n <= 1 || n > 5 {
-        return s.clone();
-    }
-    thread_local! {
-        static PERMUTATIONS: std::cell::RefCell<Vec<(u32, Vec<Vec<u32>>)>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    PERMUTATIONS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if !cache.iter().any(|(k, _)| *k == n) {
-            cache.push((n, permutations(n)));
-        }
-        let perms = &cache.iter().find(|(k, _)| *k == n).expect("cached").1;
-        perms
-            .iter()
-            .map(|map| Renaming { map }.state(s, fifo))
-            .min_by_key(fingerprint)
-            .expect("at least one permutation")
-    })
-}
-
 /// `representative` for the reordering/duplicating networks (sorted).
 pub fn representative_sorted(s: &SysState) -> SysState {
     representative(s, false)
@@ -170,16 +199,4 @@ pub fn representative_sorted(s: &SysState) -> SysState {
 /// `representative` for the FIFO network (per-link order kept).
 pub fn representative_fifo(s: &SysState) -> SysState {
     representative(s, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permutations_of_three() {
-        assert_eq!(permutations(3).len(), 6);
-        assert_eq!(permutations(3)[0], vec![1, 2, 3]);
-        assert_eq!(permutations(3)[5], vec![3, 2, 1]);
-    }
 }

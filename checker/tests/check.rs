@@ -38,7 +38,8 @@ fn two_clerks_race_an_append_and_a_get() {
     let setup = Setup { servers: 2, clerks: 2, max_log: 2, ..small(2, 2, 1) };
     let outcome = exhaust(setup, false);
     assert_passes(&outcome, &[LEADER_ELECTED, OPERATION_COMPLETES, GET_SEES_APPEND]);
-    assert_eq!(outcome.unique_states, 2_964);
+    // 2,964 with the raw history; the canonical summary merges the orders of recording.
+    assert_eq!(outcome.unique_states, 1_566);
 }
 
 #[test]
@@ -54,7 +55,8 @@ fn a_crashed_server_recovers_from_its_durable_state_and_catches_up() {
     let setup = Setup { lossy: true, max_crashes: 1, clerk_timeouts: true, heartbeats: true, ..small(2, 1, 1) };
     let outcome = exhaust(setup, false);
     assert_passes(&outcome, &[LEADER_ELECTED, OPERATION_COMPLETES, CRASH_RECOVERED]);
-    assert_eq!(outcome.unique_states, 6_150);
+    // 6,150 with a `lose` action per message; loss folded into the timers: 4,144.
+    assert_eq!(outcome.unique_states, 4_144);
 }
 
 #[test]
@@ -81,7 +83,8 @@ fn fifo_network_with_two_operations() {
     assert_passes(&outcome, &[LEADER_ELECTED, OPERATION_COMPLETES, DUPLICATE_SUPPRESSED, GET_SEES_APPEND]);
     assert_eq!(outcome.unique_states, FIFO);
 }
-const FIFO: usize = 3_600;
+/// 3,600 with a `lose` action per message; loss folded into the FIFO deliveries and timers.
+const FIFO: usize = 2_236;
 
 /// Three servers snapshot after every applied entry (`max_raft_state` of 1 byte); the second
 /// operation's AppendEntries can overtake the first's on the way to a follower, which then
