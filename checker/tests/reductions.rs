@@ -78,25 +78,23 @@ fn each_reduction_alone_keeps_the_verdicts() {
 
 #[test]
 fn symmetry_keeps_the_verdicts() {
-    for setup in [Setup { max_term: 2, max_log: 0, ..quiet(3, 0, 0) }, quiet(3, 1, 1)] {
+    // (Elections among three servers up to term 2 with and without symmetry: `tests/check.rs`.)
+    for setup in [Setup { max_log: 0, ..quiet(3, 0, 0) }, Setup { max_term: 2, max_log: 2, ..quiet(2, 1, 1) }] {
         agree(&setup, Reductions::ALL, true);
     }
 }
 
-/// The zoo's broken variants whose configurations both searches exhaust in seconds: every
+/// The zoo's broken variants whose catalog configurations both searches exhaust in seconds
+/// (the others' configurations take minutes unreduced, too long for CI): every
 /// violation the unreduced search finds, the reduced one finds too (and the other way round).
 #[test]
 fn all_reductions_keep_the_verdicts_of_the_broken_variants() {
     let small = [
         Bug::ForgetVoteOnRestart,
-        Bug::VoteIgnoresLog,
-        Bug::CountDuplicateVotes,
         Bug::TruncateOnAnyAppend,
         Bug::QuorumMinusOne,
         Bug::NoDedup,
         Bug::DedupReturnsOk,
-        Bug::SnapshotWithoutSessions,
-        Bug::AcceptStaleSnapshot,
     ];
     for bug in small {
         let case = bugs::case(bug);

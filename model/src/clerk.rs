@@ -110,13 +110,6 @@ pub fn clerk_step(clerk: &Clerk, input: ClerkInput) -> (Clerk, ClerkOutput) {
 }
 
 impl Clerk {
-    /// Whether the clerk would ignore `reply` whenever it arrives: it answers an operation the
-    /// clerk has completed (seqs only grow) or a different client.
-    #[must_use]
-    pub fn ignores_forever(&self, reply: &ClientReply) -> bool {
-        reply.client != self.id || reply.seq < self.seq || (reply.seq == self.seq && self.pending.is_none())
-    }
-
     fn on_reply(&mut self, from: NodeId, reply: ClientReply, out: &mut ClerkOutput) {
         if self.pending.is_none() || reply.client != self.id || reply.seq != self.seq {
             return; // an answer to an earlier attempt of a completed operation

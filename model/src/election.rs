@@ -112,25 +112,4 @@ impl Server {
         out.note(Note::BecameLeader { term: self.current_term() });
         self.broadcast_append(out);
     }
-
-    /// Whether this server would ignore `msg` whenever it arrives, now or later, so that a
-    /// driver may drop it unseen (the model checker does, to avoid exploring no-op deliveries).
-    /// True for replies only:
-    /// - a reply from an older term: terms never decrease (§5.1), and both reply handlers
-    ///   ignore older terms;
-    /// - a vote reply of the current term to a server that is not a candidate: a server is a
-    ///   candidate at most once per term (`become_candidate` always starts a new term).
-    #[must_use]
-    pub fn ignores_forever(&self, msg: &PeerMsg) -> bool {
-        let current = self.current_term();
-        match msg {
-            PeerMsg::VoteReply { term, .. } => {
-                *term < current || (*term == current && !matches!(self.role, Role::Candidate { .. }))
-            }
-            PeerMsg::AppendReply { term, .. } => *term < current,
-            PeerMsg::RequestVote { .. }
-            | PeerMsg::AppendEntries { .. }
-            | PeerMsg::InstallSnapshot { .. } => false,
-        }
-    }
 }
