@@ -109,8 +109,8 @@ struct Cli {
     #[arg(long)]
     unreduced: bool,
     /// Run a suite of configurations instead of one: `default` (what `checker` alone runs, a
-    /// few minutes) or `deep` (up to an hour on 2 cores). The other options then only choose
-    /// strategy and threads.
+    /// few minutes) or `deep` (up to an hour on 2 cores). The configuration options are then
+    /// ignored; strategy, threads, depth, timeout, seed and symmetry apply to every run.
     #[arg(long, value_enum)]
     suite: Option<checker::suite::Which>,
     /// Stop at the first violated property instead of exploring everything.
