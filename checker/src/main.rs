@@ -96,7 +96,7 @@ struct Cli {
     #[arg(long)]
     max_raft_state: Option<u64>,
     /// Switch on a deliberately broken rule of the core (needs `--features bugs`); the names
-    /// are those of `model::Bug` (listed by `checker bugs` and in the README's bug zoo).
+    /// are those of `model::Bug` (listed by `checker bugs` and in docs/bug-zoo.md).
     #[arg(long)]
     bug: Option<String>,
     /// Symmetry reduction over servers (depth-first only): explore one state per class of
@@ -105,7 +105,7 @@ struct Cli {
     symmetry: bool,
     /// Switch off the state-space reductions (the canonical history summary, loss folded into
     /// timers, removal of dead messages): the same behaviours, explored as they are, in more
-    /// states. For comparing verdicts and sizes (`checker/README.md`, "Reductions").
+    /// states. For comparing verdicts and sizes (docs/checker.md, "Reductions").
     #[arg(long)]
     unreduced: bool,
     /// Run a suite of configurations instead of one: `default` (what `checker` alone runs, a

@@ -15,7 +15,8 @@ pub enum Delivery {
 }
 
 /// The reductions of the state space the checker applies (all on by default; each is argued
-/// in `checker/README.md` and checked against the unreduced search in `tests/reductions.rs`).
+/// in `docs/checker.md`, "Reductions", and checked against the unreduced search in
+/// `tests/reductions.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reductions {
     /// The clients' history is kept as `specs::Summary` (what a linearization can still

@@ -1,6 +1,6 @@
 //! The suites of configurations: `default` (what `cargo run --release -p checker` explores,
 //! within 5 minutes on 2 cores) and `deep` (`--suite deep`, for long runs). Each run is
-//! exhaustive within its bounds; `checker/README.md` gives their sizes and times.
+//! exhaustive within its bounds; `docs/checker.md` gives their sizes and times.
 
 use crate::setup::{Delivery, Setup};
 

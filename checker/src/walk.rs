@@ -1,7 +1,9 @@
 //! Seeded random walks through the same system, for configurations too large to explore
-//! exhaustively. (stateright 0.31's own simulation checker records wrong paths; see
-//! shared/STATERIGHT.md §5.3.) Every state on a walk is checked against every property, and a
-//! violating walk is returned as the exact list of actions that replays it.
+//! exhaustively. (stateright 0.31's own simulation checker can report a path that does not
+//! replay: it records actions the model refused, and numbers actions after it has reordered
+//! their list, so its counterexample may end in a state that violates nothing.) Every state on
+//! a walk is checked against every property, and a violating walk is returned as the exact list
+//! of actions that replays it.
 
 use crate::system::{Action, SysState, System};
 use rand::rngs::StdRng;

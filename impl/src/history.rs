@@ -1,5 +1,5 @@
-//! Recording what clients saw, in the JSON Lines format of `shared/HISTORY.md`: one object per
-//! operation with `client`, `op`, `key`, `value` (put and append), `output` (a get that
+//! Recording what clients saw, in the JSON Lines format of `docs/history-format.md`: one object
+//! per operation with `client`, `op`, `key`, `value` (put and append), `output` (a get that
 //! returned), `call` and `return` (nanoseconds on one monotonic clock; `null` when the
 //! operation never returned).
 

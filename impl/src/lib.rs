@@ -11,7 +11,7 @@
 //!   `client_port` carry them over TCP, and `outbox` sends them without ever blocking the loop.
 //! - [`clerk`]: the blocking client library over the core's clerk.
 //! - [`local`], [`bench`](mod@bench), [`history`]: a one-process cluster, closed-loop load,
-//!   and recording of what clients saw (shared/HISTORY.md).
+//!   and recording of what clients saw (docs/history-format.md).
 //!
 //! No protocol decision is made here: everything Raft or key/value is `model::step` and
 //! `model::clerk_step`.

@@ -187,7 +187,7 @@ struct BenchArgs {
     /// Before a timed run, run this long without measuring.
     #[arg(long, default_value = "1s", value_parser = config::parse_duration)]
     warmup: Duration,
-    /// Write every operation to FILE (JSON Lines, see HISTORY.md).
+    /// Write every operation to FILE (JSON Lines, see docs/history-format.md).
     #[arg(long)]
     history: Option<PathBuf>,
 }

@@ -414,7 +414,7 @@ fn the_bench_history_is_linearizable() {
     assert_linearizable(&parsed);
 }
 
-/// Reads one line of shared/HISTORY.md's format (strictly enough for what we write).
+/// Reads one line of docs/history-format.md's format (strictly enough for what we write).
 fn parse_history_line(line: &str) -> HistoryOp {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let s = |f: &str| v[f].as_str().map(str::to_string);

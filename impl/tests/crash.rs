@@ -1,7 +1,8 @@
-//! Crashes beyond the course's lab, on the real runtime, under the lab's GenericTest client load
-//! (`shared/LAB-TESTS.md` §1.2: each client owns a key, 50% appends `x <cli> <j> y`, 50% gets
-//! that must equal the client's own prediction), every operation recorded and the whole history
-//! checked with `specs::check_timed` at the end, with the lab's `checkClntAppends`.
+//! Crashes beyond the course's lab, on the real runtime, under the lab's GenericTest client
+//! load (`docs/lab-tests.md`, "GenericTest": each client owns a key, 50% appends
+//! `x <cli> <j> y`, 50% gets that must equal the client's own prediction), every operation
+//! recorded and the whole history checked with `specs::check_timed` at the end, with the lab's
+//! `checkClntAppends`.
 //!
 //! - [`rolling_kill_9_of_server_processes`]: five `kvraft server` OS processes with a small
 //!   `--max-raft-state` (snapshots and WAL rotations all the time), logging to files in their

@@ -1,11 +1,11 @@
-//! All 23 of the kvraft lab's tests (`shared/LAB-TESTS.md` §1.2–1.5) on the real runtime: real
-//! TCP on loopback, real data directories, faults injected through [`kvraft::Faults`] (labrpc's
-//! unreliable mode, black-holed partitions, clerks confined to part of the cluster). Each test
-//! is named after the course's, in snake case.
+//! All 23 of the kvraft lab's tests (`docs/lab-tests.md`, "Lab 3 kvraft tests") on the real
+//! runtime: real TCP on loopback, real data directories, faults injected through
+//! [`kvraft::Faults`] (labrpc's unreliable mode, black-holed partitions, clerks confined to
+//! part of the cluster). Each test is named after the course's, in snake case.
 //!
-//! Every clerk operation is recorded in `shared/HISTORY.md`'s form and the whole history of a
-//! test is checked with `specs::check_timed`, as the lab runs porcupine (an exhausted search
-//! budget passes with a note, as porcupine's `Unknown` does).
+//! Every clerk operation is recorded in `docs/history-format.md`'s form and the whole history
+//! of a test is checked with `specs::check_timed`, as the lab runs porcupine (an exhausted
+//! search budget passes with a note, as porcupine's `Unknown` does).
 //!
 //! Deviations from the lab:
 //! - each GenericTest iteration runs its clients for 1.5 s instead of 5 s (the lab's 2025

@@ -1,8 +1,9 @@
-//! Figure-2 unit tests (STYLE.md, "Tests: four layers", layer 2): one test per rule of the Raft
-//! extended paper's Figure 2, plus the §5.4 election restriction and commit rule, §8's client
-//! sessions and the clerk. Each test is named after its rule, quotes it, and asserts the exact
-//! `Output` the core produces — `persist`, `send`, `reply` and `timers` compared whole — and
-//! the state fields the rule changes. Notes are checked more loosely (by membership).
+//! Figure-2 unit tests (docs/design.md, "How the contract is tested", layer 2): one test per
+//! rule of the Raft extended paper's Figure 2, plus the §5.4 election restriction and commit
+//! rule, §8's client sessions and the clerk. Each test is named after its rule, quotes it, and
+//! asserts the exact `Output` the core produces — `persist`, `send`, `reply` and `timers`
+//! compared whole — and the state fields the rule changes. Notes are checked more loosely (by
+//! membership).
 //!
 //! Server 1 is always the server under test; builders are in `common`.
 

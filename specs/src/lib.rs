@@ -1,7 +1,7 @@
 //! kvraft's properties, written once and used everywhere: by the model checker on every
 //! explored state, by the simulator after every step, and by the runtime's tests on recorded
 //! histories. Each property is a pure function returning `Result<(), Violation>`; the
-//! statements and their sources are in this crate's README.
+//! statements and their sources are in specs/README.md.
 //!
 //! - [`KvSpec`]: the naive sequential key/value specification (independent of `model::kv`).
 //! - Raft safety (paper Figure 3), one module each: [`election_safety`], [`log_matching`],

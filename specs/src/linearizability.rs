@@ -10,7 +10,7 @@
 //! history:
 //! - [`History`], built step by step by a model checker or simulator: precedence is recorded
 //!   as the number of completions at the time of each invocation;
-//! - [`TimedOp`]s from a recorded run (format: shared/HISTORY.md): precedence is
+//! - [`TimedOp`]s from a recorded run (format: docs/history-format.md): precedence is
 //!   `A.ret < B.call`, equal times being concurrent.
 //!
 //! The search is bounded: when a key needs more than `budget` steps, the verdict is
@@ -160,7 +160,7 @@ impl fmt::Display for History {
     }
 }
 
-/// One operation of a recorded run (a line of shared/HISTORY.md).
+/// One operation of a recorded run (a line of docs/history-format.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TimedOp {
     /// Informational only: it does not affect the verdict.

@@ -1,6 +1,6 @@
-//! The course's kvraft tests (LAB-TESTS.md §1.2-§1.5) in virtual time: GenericTest and the
-//! special tests, with the lab's setups, sleeps, fault schedules and assertions. Where a
-//! scenario checks more than the original, the doc comment says so.
+//! The course's kvraft tests (docs/lab-tests.md, "Lab 3 kvraft tests") in virtual time:
+//! GenericTest and the special tests, with the lab's setups, sleeps, fault schedules and
+//! assertions. Where a scenario checks more than the original, the doc comment says so.
 //!
 //! Servers are numbered from 0 here, as in the lab (node ids are one more).
 
@@ -15,7 +15,7 @@ use rand::Rng;
 /// partitioner's base period.
 pub const ELECTION_TIMEOUT: Micros = SEC;
 
-/// GenericTest's parameters (LAB-TESTS.md §1.2).
+/// GenericTest's parameters (docs/lab-tests.md, "GenericTest").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Generic {
     pub nclients: usize,
@@ -328,7 +328,8 @@ pub fn snapshot_rpc_tight_config() -> SimConfig {
 
 /// TestSnapshotRPC3B's script with `max_raft_state` 200 bytes, about the 25 entries the lab's
 /// 1000 bytes of gob hold, so that the majority must compact past server 2 and server 2 must
-/// install a snapshot, which is what the lab test is for (LAB-TESTS.md §5.6.1).
+/// install a snapshot, which is what the lab test is for (docs/lab-tests.md, "Byte bounds depend
+/// on the encoding").
 ///
 /// # Errors
 /// As [`snapshot_rpc`], and when server 2 did not need a snapshot after all.

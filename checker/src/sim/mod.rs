@@ -1,7 +1,8 @@
 //! A deterministic simulator: a whole cluster and its clerks in one thread, in virtual time
 //! (integer microseconds), driven by one seeded RNG, running the course's kvraft tests
-//! (LAB-TESTS.md §1) and a few of its Raft tests (§3) with their setups, faults, durations and
-//! assertions — in a fraction of a second per test, and the same way every time for a seed.
+//! (docs/lab-tests.md, "Lab 3 kvraft tests") and a few of its Raft tests ("Lab 2 Raft tests"
+//! there) with their setups, faults, durations and assertions — in a fraction of a second per
+//! test, and the same way every time for a seed.
 //!
 //! - [`world`]: the cluster (event queue, servers through `model::step`, clerks through
 //!   `model::clerk_step`, crashes, links, invariants after every step, the history).
@@ -21,10 +22,10 @@
 //!   heartbeats in a row are lost or late, and short enough that split votes still resolve well
 //!   within the course's "elect within 5 s" (`checkOneLeader` passes in every scenario).
 //!   Heartbeats every 100 ms: the course's "at most 10 heartbeats per second" (the runtime uses
-//!   50 ms). Clerks retry after 250 ms without an answer (LAB-TESTS.md §5.6.5 suggests
-//!   100-500 ms: labrpc fails a call to a dead end within 100 ms, a message never fails, so
-//!   the clerk's timer stands for it; it is longer than an operation's usual latency even on
-//!   the unreliable network, so retries mostly follow real losses).
+//!   50 ms). Clerks retry after 250 ms without an answer (docs/lab-tests.md, "Messages instead
+//!   of RPCs", suggests 100-500 ms: labrpc fails a call to a dead end within 100 ms, a message
+//!   never fails, so the clerk's timer stands for it; it is longer than an operation's usual
+//!   latency even on the unreliable network, so retries mostly follow real losses).
 //! - **Delays.** Every message takes U[1, 5) ms (a LAN hop plus the sender's fsync); that
 //!   keeps an operation at about 11 ms (TestSpeed's bound is 33.3 ms) and the operation
 //!   counts within a few times the handout's. See [`net`] for the unreliable model.

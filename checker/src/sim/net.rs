@@ -1,5 +1,6 @@
-//! The simulated network: labrpc's fault model (LAB-TESTS.md §2.2) for messages instead of
-//! RPCs, and its links (§2.1, §2.3).
+//! The simulated network: labrpc's fault model (docs/lab-tests.md, "Fault parameters") for
+//! messages instead of RPCs, and its links ("Ends, calls and reordering" and "Partitions"
+//! there).
 //!
 //! - Every message takes a base latency (`base_delay`), standing for a hop on a LAN plus the
 //!   sender's fsync (the runtime persists before it sends).

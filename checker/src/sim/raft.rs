@@ -1,9 +1,10 @@
-//! The course's Raft tests (LAB-TESTS.md §3.2, parts 2A-2C) on the servers directly, with the
-//! lab's harness primitives (§3.1): `checkOneLeader` (up to 10 polls 450-550 ms apart: one
-//! leader "within 5 s", never two in a term), `checkTerms`, `checkNoLeader`, `one` and `wait`
-//! over `Start` and the applied logs, `disconnect`/`connect` (which isolate a server from every
-//! other one) and `crash1`/`start1`. The lab's applier oracle (no two servers apply different
-//! commands at an index, no gaps) is the simulator's invariants, checked on every step.
+//! The course's Raft tests (docs/lab-tests.md, "The 28 Raft tests", parts 2A-2C) on the servers
+//! directly, with the lab's harness primitives ("Harness primitives" there): `checkOneLeader`
+//! (up to 10 polls 450-550 ms apart: one leader "within 5 s", never two in a term),
+//! `checkTerms`, `checkNoLeader`, `one` and `wait` over `Start` and the applied logs,
+//! `disconnect`/`connect` (which isolate a server from every other one) and `crash1`/`start1`.
+//! The lab's applier oracle (no two servers apply different commands at an index, no gaps) is
+//! the simulator's invariants, checked on every step.
 //!
 //! A command is a `Put` of the lab's integer, submitted by [`Sim::start`] as the request of a
 //! client of its own.

@@ -1,8 +1,8 @@
-//! More of the course's Raft tests (LAB-TESTS.md §3.2): the failure tests of 2B, concurrent
-//! `Start`s, and the 2C tests whose lab versions run goroutines next to the test's script
-//! (concurrent `one()` calls, churn submitters). Those goroutines are [`Task`]s here: small
-//! state machines with the goroutine's sleeps as wake-up times, stepped in virtual time
-//! between the script's own steps.
+//! More of the course's Raft tests (docs/lab-tests.md, "The 28 Raft tests"): the failure tests
+//! of 2B, concurrent `Start`s, and the 2C tests whose lab versions run goroutines next to the
+//! test's script (concurrent `one()` calls, churn submitters). Those goroutines are [`Task`]s
+//! here: small state machines with the goroutine's sleeps as wake-up times, stepped in virtual
+//! time between the script's own steps.
 
 use super::raft::{check_one_leader, crash1, one, start1, wait, RAFT_ELECTION_TIMEOUT};
 use super::world::{Sim, SimResult};

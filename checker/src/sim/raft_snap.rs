@@ -1,5 +1,5 @@
-//! The course's TestRPCBytes2B and its part 2D tests (LAB-TESTS.md §3.2) on the servers
-//! directly, with the harness of [`super::raft`].
+//! The course's TestRPCBytes2B and its part 2D tests (docs/lab-tests.md, "The 28 Raft tests")
+//! on the servers directly, with the harness of [`super::raft`].
 //!
 //! Part 2D: the lab's service calls `Snapshot(index)` every `SnapShotInterval` = 10 applied
 //! entries; here the core takes snapshots itself when its Raft state reaches
@@ -16,7 +16,8 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 
 /// The lab's `MAXLOGSIZE`: `LogSize()` must stay below it. Our encoding is denser than gob,
-/// so it is looser here than in Go (LAB-TESTS.md §5.6); the measured maximum is in the notes.
+/// so it is looser here than in Go (docs/lab-tests.md, "Byte bounds depend on the encoding");
+/// the measured maximum is in the notes.
 pub const MAX_LOG_SIZE: u64 = 2000;
 
 /// `max_raft_state` for part 2D: a `Start` command (a `Put` of a number up to 2^31 under a
@@ -235,8 +236,9 @@ pub fn snapshot_all_crash(sim: &mut Sim) -> SimResult<()> {
 
 /// TestSnapshotInit2D: 11 commands (a snapshot), crash and restart all, one command (which
 /// persists Raft state again), crash and restart all, one more command. Beyond the lab, each
-/// server's snapshot must survive the persist after the first restart (LAB-TESTS.md: "persisting
-/// Raft state after a restart must never drop or overwrite the snapshot").
+/// server's snapshot must survive the persist after the first restart: persisting Raft state
+/// after a restart must never drop or overwrite the snapshot (docs/lab-tests.md,
+/// "The 28 Raft tests", TestSnapshotInit2D).
 ///
 /// # Errors
 /// The lab's messages.

@@ -1,5 +1,6 @@
-//! The scenario table: each of the course's kvraft tests (LAB-TESTS.md §1.4) under a
-//! snake_case name, and the Raft tests (§3.2) the simulator ports.
+//! The scenario table: each of the course's kvraft tests (docs/lab-tests.md, "The 23 kvraft
+//! tests") under a snake_case name, and the Raft tests ("The 28 Raft tests" there) the
+//! simulator ports.
 
 use super::kv::{self, Generic};
 use super::raft;
@@ -20,9 +21,9 @@ pub enum Kind {
 /// Where a scenario comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Suite {
-    /// The course's kvraft tests (Lab 3, LAB-TESTS.md §1.4).
+    /// The course's kvraft tests (Lab 3, docs/lab-tests.md, "The 23 kvraft tests").
     Kv,
-    /// The course's Raft tests (Lab 2, §3.2).
+    /// The course's Raft tests (Lab 2, docs/lab-tests.md, "The 28 Raft tests").
     Raft,
     /// Beyond the course: a lab test under a tighter bound, or faults the lab never combines.
     Extra,

@@ -1,7 +1,7 @@
-//! The course's client loops and value checks (LAB-TESTS.md §1.2, §1.3), ported literally:
-//! GenericTest's client (reset its key, then 50% Append / 50% Get on it, or with random keys
-//! 50% Append / 5% Put / 45% Get on a random key), TestUnreliableOneKey's ten appends, and
-//! `checkClntAppends` / `checkConcurrentAppends`.
+//! The course's client loops and value checks (docs/lab-tests.md, "GenericTest" and "The value
+//! checks"), ported literally: GenericTest's client (reset its key, then 50% Append / 50% Get
+//! on it, or with random keys 50% Append / 5% Put / 45% Get on a random key),
+//! TestUnreliableOneKey's ten appends, and `checkClntAppends` / `checkConcurrentAppends`.
 //!
 //! A loop runs on one clerk: the simulator asks it for the next operation whenever the
 //! previous one completes, the way the Go client goroutine calls the clerk in a loop; the stop

@@ -186,8 +186,8 @@ impl Sim {
         }
     }
 
-    /// The history in shared/HISTORY.md's terms, with ticks (the total order of invocations
-    /// and returns) as times.
+    /// The history in docs/history-format.md's terms, with ticks (the total order of
+    /// invocations and returns) as times.
     pub fn timed_ops(&self) -> Vec<TimedOp> {
         self.history
             .iter()
