@@ -66,6 +66,7 @@ fn quiet(servers: u32, clerks: u32, ops: u32) -> Setup {
 }
 
 /// Every bug, each with its configuration.
+#[allow(clippy::too_many_lines)] // a table: one case per bug
 pub fn catalog() -> Vec<BugCase> {
     use Bug::*;
     let case = |bug, property, setup, options| BugCase { bug, property, setup, options };
@@ -84,12 +85,27 @@ pub fn catalog() -> Vec<BugCase> {
             Setup { delivery: Delivery::Fifo, max_term: 4, max_elections: Some(4), ..quiet(3, 2, 1) },
             walks(1, 400_000, 60),
         ),
-        case(ForgetVoteOnRestart, specs::ELECTION_SAFETY, Setup { max_crashes: 1, max_log: 0, ..quiet(3, 0, 0) }, shortest()),
+        case(
+            ForgetVoteOnRestart,
+            specs::ELECTION_SAFETY,
+            Setup { max_crashes: 1, max_log: 0, ..quiet(3, 0, 0) },
+            shortest(),
+        ),
         case(VoteIgnoresLog, specs::LEADER_COMPLETENESS, Setup { max_term: 2, ..quiet(3, 1, 1) }, shortest()),
         // The default suite's first run (terms <= 3) finds it depth-first.
         case(VoteCompareIndexOnly, specs::LEADER_COMPLETENESS, three_terms.clone(), exhaustive()),
-        case(CountDuplicateVotes, specs::ELECTION_SAFETY, Setup { delivery: Delivery::Duplicate, max_log: 0, ..quiet(4, 0, 0) }, shortest()),
-        case(TruncateOnAnyAppend, specs::COMMIT_BOUNDS, Setup { max_log: 2, heartbeats: true, ..quiet(2, 1, 2) }, shortest()),
+        case(
+            CountDuplicateVotes,
+            specs::ELECTION_SAFETY,
+            Setup { delivery: Delivery::Duplicate, max_log: 0, ..quiet(4, 0, 0) },
+            shortest(),
+        ),
+        case(
+            TruncateOnAnyAppend,
+            specs::COMMIT_BOUNDS,
+            Setup { max_log: 2, heartbeats: true, ..quiet(2, 1, 2) },
+            shortest(),
+        ),
         case(MatchFromNextIndex, specs::LEADER_COMPLETENESS, three_terms, exhaustive()),
         // A follower needs a stale entry after a prefix the leader's request verifies, and a
         // request that stops short of it: one entry per AppendEntries. Depth-first finds it
@@ -126,7 +142,14 @@ pub fn catalog() -> Vec<BugCase> {
         case(
             DedupReturnsOk,
             specs::LINEARIZABLE,
-            Setup { delivery: Delivery::Fifo, lossy: true, max_log: 3, clerk_timeouts: true, heartbeats: true, ..quiet(2, 1, 2) },
+            Setup {
+                delivery: Delivery::Fifo,
+                lossy: true,
+                max_log: 3,
+                clerk_timeouts: true,
+                heartbeats: true,
+                ..quiet(2, 1, 2)
+            },
             shortest(),
         ),
         // The default suite's second run (a crash, snapshots, FIFO) finds it depth-first.

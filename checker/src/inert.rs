@@ -27,8 +27,8 @@
 
 use crate::system::SysState;
 use model::{
-    clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientReply, Endpoint, Input,
-    LeaderState, LogIndex, NodeId, Op, Output, PeerMsg, Role, Server, Timer, Wire,
+    clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientReply, Endpoint, Input, LeaderState, LogIndex, NodeId, Op,
+    Output, PeerMsg, Role, Server, Timer, Wire,
 };
 use std::fmt::Write as _;
 
@@ -143,7 +143,8 @@ mod tests {
     fn a_reply_to_a_finished_operation_is_dead() {
         let clerk = Clerk::new(ClientId(1), &[NodeId(1)]);
         let (clerk, _) = clerk_step(&clerk, ClerkInput::Invoke(Op::Get { key: "x".into() }));
-        let reply = ClientReply { client: ClientId(1), seq: Seq(1), result: ClientResult::Ok(OpOutput::Value(String::new())) };
+        let reply =
+            ClientReply { client: ClientId(1), seq: Seq(1), result: ClientResult::Ok(OpOutput::Value(String::new())) };
         assert!(!to_clerk(&clerk, NodeId(1), &reply), "it completes the operation in flight");
         let (done, _) = clerk_step(&clerk, ClerkInput::Reply { from: NodeId(1), reply: reply.clone() });
         assert!(to_clerk(&done, NodeId(1), &reply));

@@ -222,9 +222,20 @@ fn bug_zoo(only: Option<&str>) -> ExitCode {
         };
         let states = if o.unique_states > 0 { o.unique_states } else { o.total_states };
         let steps = finding.trace().map_or_else(|| "-".to_string(), |t| t.len().to_string());
-        let caught = if finding.trace().is_some() { case.property.to_string() } else { format!("NOT CAUGHT ({})", case.property) };
+        let caught = if finding.trace().is_some() {
+            case.property.to_string()
+        } else {
+            format!("NOT CAUGHT ({})", case.property)
+        };
         missed += usize::from(finding.trace().is_none());
-        println!("{:<26} {:<34} {:>6} {:>11} {:>8.1}  {how}", case.bug.name(), caught, steps, states, o.elapsed.as_secs_f64());
+        println!(
+            "{:<26} {:<34} {:>6} {:>11} {:>8.1}  {how}",
+            case.bug.name(),
+            caught,
+            steps,
+            states,
+            o.elapsed.as_secs_f64()
+        );
         if only.is_some() {
             if let Some(trace) = finding.trace() {
                 println!("\n{}\nCounterexample ({} steps):", finding.case.setup, trace.len());
@@ -334,7 +345,9 @@ fn check_one(system: &System, cli: &Cli) -> (run::Outcome, bool) {
     };
     println!("Checking {}", system.setup);
     let strategy = match options.strategy {
-        Strategy::Dfs if options.symmetry => format!("depth-first, {} thread(s), symmetry over servers", options.threads),
+        Strategy::Dfs if options.symmetry => {
+            format!("depth-first, {} thread(s), symmetry over servers", options.threads)
+        }
         Strategy::Dfs => format!("depth-first, {} thread(s)", options.threads),
         Strategy::Bfs => format!("breadth-first, {} thread(s)", options.threads),
         Strategy::Random => format!("random walks, seed {}", options.seed),

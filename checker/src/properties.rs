@@ -25,7 +25,9 @@ pub fn all() -> Vec<Property<System>> {
         Property::always(specs::LINEARIZABLE, |_, s: &SysState| s.clients.is_linearizable()),
         Property::always(specs::AT_MOST_ONCE, |_, s: &SysState| specs::at_most_once(&s.ghost).is_ok()),
         Property::always(specs::APPLIED_MONOTONIC, |_, s: &SysState| s.monotonic),
-        Property::always(specs::ELECTION_SAFETY, |_, s: &SysState| specs::election_safety(&servers(s), &s.ghost).is_ok()),
+        Property::always(specs::ELECTION_SAFETY, |_, s: &SysState| {
+            specs::election_safety(&servers(s), &s.ghost).is_ok()
+        }),
         Property::always(specs::COMMIT_BOUNDS, |_, s: &SysState| specs::commit_bounds(&servers(s)).is_ok()),
         Property::always(specs::LOG_MATCHING, |_, s: &SysState| specs::log_matching(&servers(s)).is_ok()),
         Property::always(specs::LEADER_COMPLETENESS, |_, s: &SysState| {
@@ -34,7 +36,9 @@ pub fn all() -> Vec<Property<System>> {
         Property::always(specs::STATE_MACHINE_SAFETY, |_, s: &SysState| {
             specs::state_machine_safety(&servers(s), &s.ghost).is_ok()
         }),
-        Property::always(specs::SNAPSHOT_CONTENT, |_, s: &SysState| specs::snapshot_content(&servers(s), &s.ghost).is_ok()),
+        Property::always(specs::SNAPSHOT_CONTENT, |_, s: &SysState| {
+            specs::snapshot_content(&servers(s), &s.ghost).is_ok()
+        }),
         Property::sometimes(LEADER_ELECTED, |_, s: &SysState| s.nodes.iter().any(|n| n.server.is_leader())),
         Property::sometimes(OPERATION_COMPLETES, |_, s: &SysState| s.clerks.iter().any(completed_one)),
         Property::sometimes(GET_SEES_APPEND, |_, s: &SysState| s.get_saw_append),

@@ -217,7 +217,13 @@ fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome
     let report = walk::walk(system, options.seed, depth, duration, options.max_walks, |r| {
         if enabled {
             let secs = start.elapsed().as_secs_f64();
-            let _ = writeln!(out, "  {secs:6.1}s  walks={:>9}  states={:>11}  {:>8.0} states/s", r.walks, r.states, r.states as f64 / secs);
+            let _ = writeln!(
+                out,
+                "  {secs:6.1}s  walks={:>9}  states={:>11}  {:>8.0} states/s",
+                r.walks,
+                r.states,
+                r.states as f64 / secs
+            );
         }
     });
     let properties = system

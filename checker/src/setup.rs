@@ -185,7 +185,11 @@ impl Setup {
 
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} servers, {} clerks x {} operations on {} key(s):", self.servers, self.clerks, self.ops_per_clerk, self.keys)?;
+        writeln!(
+            f,
+            "{} servers, {} clerks x {} operations on {} key(s):",
+            self.servers, self.clerks, self.ops_per_clerk, self.keys
+        )?;
         for c in self.clerk_ids() {
             let ops: Vec<String> = (0..self.ops_per_clerk).map(|j| self.op(c, j).to_string()).collect();
             writeln!(f, "  clerk c{}: {}", c.0, ops.join("; "))?;
@@ -196,9 +200,14 @@ impl fmt::Display for Setup {
             Delivery::Fifo => "in order per link",
         };
         let lossy = if self.lossy { "may be lost" } else { "never lost" };
-        writeln!(f, "faults: messages {delivery}, {lossy}; up to {} server crash(es) with restart from durable state;", self.max_crashes)?;
+        writeln!(
+            f,
+            "faults: messages {delivery}, {lossy}; up to {} server crash(es) with restart from durable state;",
+            self.max_crashes
+        )?;
         let clerk = if self.clerk_timeouts { "clerk retry timeouts" } else { "no clerk timeouts" };
-        let timers = if self.heartbeats { "election and heartbeat timeouts" } else { "election timeouts (no heartbeats)" };
+        let timers =
+            if self.heartbeats { "election and heartbeat timeouts" } else { "election timeouts (no heartbeats)" };
         writeln!(f, "        {timers} at any moment, {clerk}")?;
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
         if let Some(e) = self.max_elections {

@@ -63,7 +63,14 @@ fn default_runs() -> Vec<(&'static str, Setup)> {
         ),
         (
             "2 servers: FIFO links, loss, Append then Get",
-            Setup { delivery: Delivery::Fifo, lossy: true, ops_per_clerk: 2, clerk_timeouts: true, heartbeats: true, ..two },
+            Setup {
+                delivery: Delivery::Fifo,
+                lossy: true,
+                ops_per_clerk: 2,
+                clerk_timeouts: true,
+                heartbeats: true,
+                ..two
+            },
         ),
     ]
 }

@@ -84,11 +84,8 @@ impl Renaming<'_> {
     }
 
     fn state(&self, s: &SysState, fifo: bool) -> SysState {
-        let mut nodes: Vec<Node> = s
-            .nodes
-            .iter()
-            .map(|n| Node { server: self.server(&n.server), ..n.clone() })
-            .collect();
+        let mut nodes: Vec<Node> =
+            s.nodes.iter().map(|n| Node { server: self.server(&n.server), ..n.clone() }).collect();
         nodes.sort_by_key(|n| n.server.id());
         let clerks: Vec<ClerkSlot> = s
             .clerks

@@ -12,9 +12,8 @@
 use crate::inert;
 use crate::setup::{Delivery, Setup};
 use model::{
-    clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint,
-    Envelope, Input, LogIndex, NodeId, Note, Op, OpOutput, Output, PeerMsg, Server, TimerCommand,
-    Timer, Wire,
+    clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint, Envelope, Input, LogIndex,
+    NodeId, Note, Op, OpOutput, Output, PeerMsg, Server, Timer, TimerCommand, Wire,
 };
 use specs::{Ghost, History, Summary};
 use std::fmt::{self, Write as _};
@@ -44,7 +43,8 @@ impl Hash for Node {
     fn hash<H: Hasher>(&self, h: &mut H) {
         let Server { config: _, durable, commit_index, last_applied, role, kv, pending } = &self.server;
         (durable, commit_index, last_applied, role, kv, pending).hash(h);
-        let Node { server: _, up, election_armed, heartbeat_armed, restarted, restored_from, installed_snapshot } = self;
+        let Node { server: _, up, election_armed, heartbeat_armed, restarted, restored_from, installed_snapshot } =
+            self;
         (up, election_armed, heartbeat_armed, restarted, restored_from, installed_snapshot).hash(h);
     }
 }
@@ -178,7 +178,8 @@ impl System {
 
     /// The core's configuration for server `id` under this setup.
     pub fn config(&self, id: NodeId) -> Config {
-        let mut config = Config { max_raft_state: self.setup.max_raft_state, ..Config::new(id, &self.setup.server_ids()) };
+        let mut config =
+            Config { max_raft_state: self.setup.max_raft_state, ..Config::new(id, &self.setup.server_ids()) };
         if let Some(n) = self.setup.max_entries_per_append {
             config.max_entries_per_append = n;
         }

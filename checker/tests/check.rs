@@ -78,7 +78,14 @@ const DUPLICATING: usize = 180;
 
 #[test]
 fn fifo_network_with_two_operations() {
-    let setup = Setup { delivery: Delivery::Fifo, lossy: true, max_log: 2, clerk_timeouts: true, heartbeats: true, ..small(2, 1, 2) };
+    let setup = Setup {
+        delivery: Delivery::Fifo,
+        lossy: true,
+        max_log: 2,
+        clerk_timeouts: true,
+        heartbeats: true,
+        ..small(2, 1, 2)
+    };
     let outcome = exhaust(setup, false);
     assert_passes(&outcome, &[LEADER_ELECTED, OPERATION_COMPLETES, DUPLICATE_SUPPRESSED, GET_SEES_APPEND]);
     assert_eq!(outcome.unique_states, FIFO);

@@ -30,7 +30,19 @@ fn get(port: u16, path: &str) -> Option<(String, String)> {
 fn explorer_serves_status_and_states() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_checker"))
-        .args(["explore", "--port", &port.to_string(), "--servers", "2", "--clerks", "1", "--max-term", "1", "--max-log", "1"])
+        .args([
+            "explore",
+            "--port",
+            &port.to_string(),
+            "--servers",
+            "2",
+            "--clerks",
+            "1",
+            "--max-term",
+            "1",
+            "--max-log",
+            "1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

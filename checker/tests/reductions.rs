@@ -89,13 +89,8 @@ fn symmetry_keeps_the_verdicts() {
 /// violation the unreduced search finds, the reduced one finds too (and the other way round).
 #[test]
 fn all_reductions_keep_the_verdicts_of_the_broken_variants() {
-    let small = [
-        Bug::ForgetVoteOnRestart,
-        Bug::TruncateOnAnyAppend,
-        Bug::QuorumMinusOne,
-        Bug::NoDedup,
-        Bug::DedupReturnsOk,
-    ];
+    let small =
+        [Bug::ForgetVoteOnRestart, Bug::TruncateOnAnyAppend, Bug::QuorumMinusOne, Bug::NoDedup, Bug::DedupReturnsOk];
     for bug in small {
         let case = bugs::case(bug);
         let setup = Setup { bug: Some(bug), ..case.setup.clone() };

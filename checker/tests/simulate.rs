@@ -15,7 +15,8 @@ fn run(name: &str, seed: u64, bug: Option<Bug>) -> Result<Report, Failure> {
 }
 
 fn sweep(name: &str, seeds: u64) {
-    let failures: Vec<String> = (0..seeds).filter_map(|seed| run(name, seed, None).err()).map(|f| f.to_string()).collect();
+    let failures: Vec<String> =
+        (0..seeds).filter_map(|seed| run(name, seed, None).err()).map(|f| f.to_string()).collect();
     assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
@@ -99,7 +100,8 @@ fn every_scenario_is_swept() {
 
 #[test]
 fn a_seed_replays_exactly_and_seeds_differ() {
-    for name in ["persist_partition_unreliable_linearizable_3a", "snapshot_unreliable_recover_concurrent_partition_3b"] {
+    for name in ["persist_partition_unreliable_linearizable_3a", "snapshot_unreliable_recover_concurrent_partition_3b"]
+    {
         let a = run(name, 7, None).expect("passes");
         let b = run(name, 7, None).expect("passes");
         assert_eq!(a.trace_hash, b.trace_hash, "{name}: same seed, different traces");

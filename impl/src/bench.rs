@@ -181,7 +181,8 @@ pub fn run(config: &BenchConfig) -> BenchReport {
         stop.store(true, Ordering::SeqCst);
         measured = Some(d);
     }
-    let mut report = BenchReport { completed: 0, failed: 0, elapsed: Duration::ZERO, latencies: Vec::new(), history: Vec::new() };
+    let mut report =
+        BenchReport { completed: 0, failed: 0, elapsed: Duration::ZERO, latencies: Vec::new(), history: Vec::new() };
     for w in workers {
         let w = w.join().expect("bench worker panicked");
         report.completed += w.completed;
@@ -194,7 +195,14 @@ pub fn run(config: &BenchConfig) -> BenchReport {
     report
 }
 
-fn work(w: usize, config: &BenchConfig, clock: Clock, measure_from: i64, stop: &AtomicBool, issued: &AtomicU64) -> Worker {
+fn work(
+    w: usize,
+    config: &BenchConfig,
+    clock: Clock,
+    measure_from: i64,
+    stop: &AtomicBool,
+    issued: &AtomicU64,
+) -> Worker {
     let mut clerk = Clerk::new(config.clerk.clone());
     let mut rng = rand::rng();
     let mut out = Worker { completed: 0, failed: 0, latencies: Vec::new(), history: Vec::new() };

@@ -17,10 +17,12 @@
 
 use crate::config::ClusterMap;
 use crate::frame::{self, Dialer, FrameError, Hello};
-use model::{clerk_step, ClerkInput, ClerkOutput, ClientId, ClientReply, ClientResult, ClientRequest, NodeId, Op, OpOutput};
+use model::{
+    clerk_step, ClerkInput, ClerkOutput, ClientId, ClientReply, ClientRequest, ClientResult, NodeId, Op, OpOutput,
+};
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
-use serde::de::DeserializeOwned;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};

@@ -105,6 +105,7 @@ pub(crate) fn accept(
     if spawned.is_err() {
         return;
     }
-    let replies = ClientConn { outbox, max_reply: limits.max_reply, me: expect.node, faults: faults.clone(), buf: Vec::new() };
+    let replies =
+        ClientConn { outbox, max_reply: limits.max_reply, me: expect.node, faults: faults.clone(), buf: Vec::new() };
     events.send(Event::ClientOpen { conn, replies, stream, guard });
 }

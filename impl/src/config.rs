@@ -17,13 +17,10 @@ pub type ClusterMap = BTreeMap<NodeId, SocketAddr>;
 pub fn parse_cluster(s: &str) -> Result<ClusterMap, String> {
     let mut map = ClusterMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("bad cluster member {part:?}: expected ID=HOST:PORT"))?;
-        let id: u32 = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad node id {id:?} in {part:?}: expected a positive number"))?;
+        let (id, addr) =
+            part.split_once('=').ok_or_else(|| format!("bad cluster member {part:?}: expected ID=HOST:PORT"))?;
+        let id: u32 =
+            id.trim().parse().map_err(|_| format!("bad node id {id:?} in {part:?}: expected a positive number"))?;
         if id == 0 {
             return Err(format!("bad node id 0 in {part:?}: ids start at 1"));
         }
@@ -232,8 +229,7 @@ pub struct StorageLimits {
     pub max_snapshot: usize,
 }
 
-const MAX_RAFT_STATE_ZERO: &str =
-    "--max-raft-state must be at least 1 byte (leave it out to never snapshot)";
+const MAX_RAFT_STATE_ZERO: &str = "--max-raft-state must be at least 1 byte (leave it out to never snapshot)";
 
 /// Parses a byte count: `1000`, `64KiB`, `4MiB`, `1GiB` (also `k`, `M`, `G`, all powers of
 /// 1024).

@@ -80,9 +80,7 @@ impl State {
 
     fn rng(&mut self, me: NodeId) -> &mut StdRng {
         let seed = self.seed ^ u64::from(me.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.rngs
-            .entry(me)
-            .or_insert_with(|| StdRng::seed_from_u64(seed))
+        self.rngs.entry(me).or_insert_with(|| StdRng::seed_from_u64(seed))
     }
 
     /// Drop with `drop_rate`, else delay (when `delay`) by U[0, delay_max).
@@ -136,12 +134,7 @@ impl Faults {
             power_cut: BTreeSet::new(),
             send_before_fsync: false,
         };
-        Faults {
-            shared: Some(Arc::new(Shared {
-                active: AtomicBool::new(false),
-                state: Mutex::new(state),
-            })),
-        }
+        Faults { shared: Some(Arc::new(Shared { active: AtomicBool::new(false), state: Mutex::new(state) })) }
     }
 
     fn update(&self, change: impl FnOnce(&mut State)) {
@@ -155,11 +148,7 @@ impl Faults {
 
     /// labrpc's unreliable mode on (10% drops each way, 0..27 ms delay) or off.
     pub fn set_unreliable(&self, on: bool) {
-        let (rate, delay) = if on {
-            (UNRELIABLE_DROP, UNRELIABLE_DELAY_MAX)
-        } else {
-            (0.0, Duration::ZERO)
-        };
+        let (rate, delay) = if on { (UNRELIABLE_DROP, UNRELIABLE_DELAY_MAX) } else { (0.0, Duration::ZERO) };
         self.set_drop_rate(rate);
         self.set_delay_max(delay);
     }
@@ -182,10 +171,7 @@ impl Faults {
             for (i, a) in groups.iter().enumerate() {
                 for (j, b) in groups.iter().enumerate() {
                     if i != j {
-                        s.cut.extend(
-                            a.iter()
-                                .flat_map(|&from| b.iter().map(move |&to| (from, to))),
-                        );
+                        s.cut.extend(a.iter().flat_map(|&from| b.iter().map(move |&to| (from, to))));
                     }
                 }
             }
@@ -304,12 +290,10 @@ pub(crate) fn apply<F: FnOnce() + Send + 'static>(fate: Fate, deliver: F) {
         Fate::Deliver => deliver(),
         Fate::Drop => {}
         Fate::Delay(d) => {
-            let spawned = std::thread::Builder::new()
-                .name("delayed-frame".into())
-                .spawn(move || {
-                    std::thread::sleep(d);
-                    deliver();
-                });
+            let spawned = std::thread::Builder::new().name("delayed-frame".into()).spawn(move || {
+                std::thread::sleep(d);
+                deliver();
+            });
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "cannot delay a frame: dropped");
             }
@@ -343,9 +327,7 @@ mod tests {
     fn unreliable_mode_drops_about_a_tenth_and_delays_within_range() {
         let f = Faults::new(1);
         f.set_unreliable(true);
-        let fates: Vec<Fate> = (0..10_000)
-            .map(|_| f.peer_frame(NodeId(1), NodeId(2)))
-            .collect();
+        let fates: Vec<Fate> = (0..10_000).map(|_| f.peer_frame(NodeId(1), NodeId(2))).collect();
         let drops = fates.iter().filter(|&&x| x == Fate::Drop).count();
         assert!((800..1200).contains(&drops), "{drops} drops");
         assert!(fates.iter().all(|x| match x {

@@ -83,7 +83,10 @@ pub enum HelloReply {
 pub enum FrameError {
     Io(io::Error),
     /// The peer announced a frame longer than the limit.
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
     /// The connection closed inside a frame.
     Truncated,
     /// The payload is not one value of the expected type.
@@ -264,7 +267,10 @@ pub enum DialError {
     /// The acceptor refused the hello and said why.
     Refused(String),
     /// The acceptor is another node than the one dialed.
-    WrongNode { expected: NodeId, found: NodeId },
+    WrongNode {
+        expected: NodeId,
+        found: NodeId,
+    },
 }
 
 impl fmt::Display for DialError {
@@ -287,7 +293,12 @@ impl std::error::Error for DialError {}
 ///
 /// # Errors
 /// See [`DialError`].
-pub fn dial(addr: SocketAddr, hello: &Hello, expect: NodeId, connect_timeout: Duration) -> Result<TcpStream, DialError> {
+pub fn dial(
+    addr: SocketAddr,
+    hello: &Hello,
+    expect: NodeId,
+    connect_timeout: Duration,
+) -> Result<TcpStream, DialError> {
     let mut stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(DialError::Io)?;
     stream.set_nodelay(true).map_err(DialError::Io)?;
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(DialError::Io)?;
@@ -328,10 +339,7 @@ pub fn check_hello(hello: &Hello, expect: &Expect) -> Result<(), String> {
         return Err("not a kvraft hello (bad magic)".into());
     }
     if hello.version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} is not this server's version {PROTOCOL_VERSION}",
-            hello.version
-        ));
+        return Err(format!("protocol version {} is not this server's version {PROTOCOL_VERSION}", hello.version));
     }
     if hello.cluster_id != expect.cluster_id {
         return Err(format!(

@@ -105,7 +105,13 @@ mod tests {
 
     #[test]
     fn lines_follow_the_history_format() {
-        let get = HistoryOp { client: 2, op: Op::Get { key: "x".into() }, output: Some("ab".into()), call: 200, ret: Some(260) };
+        let get = HistoryOp {
+            client: 2,
+            op: Op::Get { key: "x".into() },
+            output: Some("ab".into()),
+            call: 200,
+            ret: Some(260),
+        };
         assert_eq!(get.to_json(), r#"{"client":2,"op":"get","key":"x","output":"ab","call":200,"return":260}"#);
         let append = HistoryOp {
             client: 1,
@@ -114,10 +120,7 @@ mod tests {
             call: 150,
             ret: None,
         };
-        assert_eq!(
-            append.to_json(),
-            r#"{"client":1,"op":"append","key":"x","value":"b\"","call":150,"return":null}"#
-        );
+        assert_eq!(append.to_json(), r#"{"client":1,"op":"append","key":"x","value":"b\"","call":150,"return":null}"#);
         let lost_get = HistoryOp { ret: None, ..get };
         assert!(!lost_get.to_json().contains("output"));
     }

@@ -88,8 +88,9 @@ impl LocalCluster {
             if options.base_port == 0 {
                 return Ok(0);
             }
-            u16::try_from(u32::from(options.base_port) + offset)
-                .map_err(|_| ServerError::Config(format!("--base-port {} leaves no room for the ports", options.base_port)))
+            u16::try_from(u32::from(options.base_port) + offset).map_err(|_| {
+                ServerError::Config(format!("--base-port {} leaves no room for the ports", options.base_port))
+            })
         };
         let mut listeners = BTreeMap::new();
         let (mut peer_addrs, mut client_addrs) = (ClusterMap::new(), ClusterMap::new());

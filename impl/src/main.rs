@@ -66,7 +66,11 @@ struct TimerArgs {
 
 impl TimerArgs {
     fn timing(&self) -> Timing {
-        Timing { election_min: self.election_timeout.0, election_max: self.election_timeout.1, heartbeat: self.heartbeat }
+        Timing {
+            election_min: self.election_timeout.0,
+            election_max: self.election_timeout.1,
+            heartbeat: self.heartbeat,
+        }
     }
 
     fn limits(&self) -> Limits {
@@ -193,11 +197,10 @@ struct BenchArgs {
 }
 
 fn init_logging(filter: Option<&str>, default: &str) {
-    let filter = filter
-        .map(str::to_string)
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| default.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter =
+        filter.map(str::to_string).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| default.to_string());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
@@ -282,7 +285,12 @@ fn run_local(args: &LocalArgs) -> Result<(), String> {
     options.limits.validate()?;
     let interrupted = ctrl_c()?;
     let mut cluster = LocalCluster::start(options).map_err(|e| e.to_string())?;
-    println!("kvraft local: {} servers of cluster {}, data in {}", args.nodes, cluster.cluster_id(), cluster.data_root().display());
+    println!(
+        "kvraft local: {} servers of cluster {}, data in {}",
+        args.nodes,
+        cluster.cluster_id(),
+        cluster.data_root().display()
+    );
     for (id, addr) in cluster.client_addrs() {
         println!("  {id}: clients {addr}, peers {}", cluster.peer_addrs()[id]);
     }
@@ -294,7 +302,11 @@ fn run_local(args: &LocalArgs) -> Result<(), String> {
         match interrupted.recv_timeout(Duration::from_millis(200)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let dead: Vec<NodeId> = cluster.running().into_iter().filter(|&id| cluster.server(id).is_some_and(kvraft::ServerHandle::is_finished)).collect();
+                let dead: Vec<NodeId> = cluster
+                    .running()
+                    .into_iter()
+                    .filter(|&id| cluster.server(id).is_some_and(kvraft::ServerHandle::is_finished))
+                    .collect();
                 if !dead.is_empty() {
                     let errors = cluster.stop_all();
                     let why: Vec<String> = errors.iter().map(|(id, e)| format!("{id}: {e}")).collect();

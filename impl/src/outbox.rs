@@ -101,10 +101,8 @@ impl Outbox {
     /// Waits up to `timeout` for [`Outbox::close`]; true when closed.
     pub(crate) fn wait_closed(&self, timeout: Duration) -> bool {
         let s = lock(&self.state);
-        let (s, _) = self
-            .wake
-            .wait_timeout_while(s, timeout, |s| !s.closed)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (s, _) =
+            self.wake.wait_timeout_while(s, timeout, |s| !s.closed).unwrap_or_else(std::sync::PoisonError::into_inner);
         s.closed
     }
 
@@ -209,7 +207,8 @@ mod tests {
         let outbox = Arc::new(Outbox::new(16 << 20));
         outbox.connected(a.try_clone().unwrap());
         let (o, mut w) = (Arc::clone(&outbox), a);
-        let writer = std::thread::spawn(move || o.pump(&mut w, Duration::from_secs(5), Duration::from_millis(10), || false));
+        let writer =
+            std::thread::spawn(move || o.pump(&mut w, Duration::from_secs(5), Duration::from_millis(10), || false));
         // Far more than a socket buffer, so that the writer thread has to take over.
         let mut want = Vec::new();
         for i in 0u32..20_000 {

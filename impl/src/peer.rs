@@ -118,7 +118,9 @@ impl Writer {
                     last_error.clear();
                     match self.serve(stream) {
                         Ok(()) => return,
-                        Err(e) => tracing::info!(node = %self.me, peer = %self.peer, error = %e, "peer link lost; reconnecting"),
+                        Err(e) => {
+                            tracing::info!(node = %self.me, peer = %self.peer, error = %e, "peer link lost; reconnecting")
+                        }
                     }
                 }
                 Err(e) => {
@@ -129,7 +131,9 @@ impl Writer {
                             frame::DialError::Refused(_) | frame::DialError::WrongNode { .. } => {
                                 tracing::warn!(node = %self.me, peer = %self.peer, addr = %self.addr, %error, "peer refused the link");
                             }
-                            _ => tracing::info!(node = %self.me, peer = %self.peer, addr = %self.addr, %error, "cannot reach peer"),
+                            _ => {
+                                tracing::info!(node = %self.me, peer = %self.peer, addr = %self.addr, %error, "cannot reach peer")
+                            }
                         }
                         last_error = error;
                     }
@@ -157,7 +161,13 @@ impl Writer {
 
 /// Accepts one inbound peer connection: the handshake, then the connection goes to the loop,
 /// which reads it from then on (see [`crate::inbound`]).
-pub(crate) fn accept_inbound(mut stream: TcpStream, addr: SocketAddr, tracker: &Tracker, expect: &Expect, events: &Inbox) {
+pub(crate) fn accept_inbound(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    tracker: &Tracker,
+    expect: &Expect,
+    events: &Inbox,
+) {
     let Some(guard) = tracker.register(&stream) else { return };
     let hello = match frame::accept_hello(&mut stream, expect) {
         Ok(hello) => hello,

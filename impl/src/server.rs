@@ -35,7 +35,9 @@ use crate::inbound::{Inbound, Inbox, ReadEnd, Source};
 use crate::net::{self, lock, SocketGuard, Tracker};
 use crate::peer::{self, PeerLink};
 use crate::storage::{Identity, Storage, StorageError};
-use model::{ClientId, ClientReply, ClientRequest, DurableChange, Input, Note, NodeId, Output, PeerMsg, Timer, TimerCommand};
+use model::{
+    ClientId, ClientReply, ClientRequest, DurableChange, Input, NodeId, Note, Output, PeerMsg, Timer, TimerCommand,
+};
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -58,12 +60,27 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// come this way; see `inbound.rs`).
 pub(crate) enum Event {
     /// A peer's connection, after the handshake: the loop reads it from now on.
-    PeerConn { from: NodeId, stream: TcpStream, guard: SocketGuard },
+    PeerConn {
+        from: NodeId,
+        stream: TcpStream,
+        guard: SocketGuard,
+    },
     /// A clerk's connection, after the handshake, with where its replies go.
-    ClientOpen { conn: u64, replies: ClientConn, stream: TcpStream, guard: SocketGuard },
+    ClientOpen {
+        conn: u64,
+        replies: ClientConn,
+        stream: TcpStream,
+        guard: SocketGuard,
+    },
     /// A frame a fault delayed.
-    Peer { from: NodeId, msg: PeerMsg },
-    Client { conn: u64, request: ClientRequest },
+    Peer {
+        from: NodeId,
+        msg: PeerMsg,
+    },
+    Client {
+        conn: u64,
+        request: ClientRequest,
+    },
     Stop,
 }
 
@@ -72,7 +89,10 @@ pub(crate) enum Event {
 pub enum ServerError {
     Config(String),
     Storage(StorageError),
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     Io(std::io::Error),
     /// The event loop panicked (a broken invariant in the core, or a bug here).
     Panicked(String),
@@ -164,19 +184,9 @@ pub fn start_with_listeners(
     config.validate().map_err(ServerError::Config)?;
     let (id, limits) = (config.id, config.limits);
     let identity = Identity { cluster_id: config.cluster_id, node: id };
-    let (storage, recovered) = Storage::open(&config.data_dir, identity, limits.storage())?;
-    let durable = recovered.durable;
+    let (storage, durable) = recover(&config, identity)?;
     #[cfg(debug_assertions)]
     let on_disk = durable.clone();
-    tracing::info!(
-        node = %id,
-        records = recovered.records,
-        term = %durable.current_term,
-        snapshot_index = %durable.snapshot.last_index,
-        last_index = %durable.log.last_index(),
-        dir = %config.data_dir.display(),
-        "recovered from the snapshot and the write-ahead log"
-    );
     let members: Vec<NodeId> = config.members.keys().copied().collect();
     let mut core_config = model::Config::new(id, &members);
     core_config.max_entries_per_append = limits.max_entries_per_append;
@@ -188,12 +198,7 @@ pub fn start_with_listeners(
     let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
     let (tx, inbox) = mpsc::sync_channel(EVENT_QUEUE);
     let events = Inbox::new(tx, waker);
-    let mut peers = BTreeMap::new();
-    for (&peer, &addr) in config.members.iter().filter(|(&p, _)| p != id) {
-        let link = PeerLink::spawn(&tracker, id, peer, addr, config.cluster_id, limits.peer_pending_bytes, limits.max_peer_frame())
-            .map_err(ServerError::Io)?;
-        peers.insert(peer, link);
-    }
+    let peers = connect_peers(&config, &tracker)?;
     let peer_addr = peer_listener.local_addr().map_err(ServerError::Io)?;
     let client_addr = client_listener.local_addr().map_err(ServerError::Io)?;
     spawn_acceptors(&config, &tracker, &events, peer_listener, client_listener)?;
@@ -241,6 +246,42 @@ pub fn start_with_listeners(
     Ok(ServerHandle { id, peer_addr, client_addr, tracker, events, status, event_loop: Some(event_loop) })
 }
 
+/// Opens the data directory and recovers the durable state from its snapshot and log.
+fn recover(config: &ServerConfig, identity: Identity) -> Result<(Storage, model::Durable), ServerError> {
+    let (storage, recovered) = Storage::open(&config.data_dir, identity, config.limits.storage())?;
+    let durable = recovered.durable;
+    tracing::info!(
+        node = %config.id,
+        records = recovered.records,
+        term = %durable.current_term,
+        snapshot_index = %durable.snapshot.last_index,
+        last_index = %durable.log.last_index(),
+        dir = %config.data_dir.display(),
+        "recovered from the snapshot and the write-ahead log"
+    );
+    Ok((storage, durable))
+}
+
+/// One outgoing link per other member.
+fn connect_peers(config: &ServerConfig, tracker: &Tracker) -> Result<BTreeMap<NodeId, PeerLink>, ServerError> {
+    let (id, limits) = (config.id, config.limits);
+    let mut peers = BTreeMap::new();
+    for (&peer, &addr) in config.members.iter().filter(|(&p, _)| p != id) {
+        let link = PeerLink::spawn(
+            tracker,
+            id,
+            peer,
+            addr,
+            config.cluster_id,
+            limits.peer_pending_bytes,
+            limits.max_peer_frame(),
+        )
+        .map_err(ServerError::Io)?;
+        peers.insert(peer, link);
+    }
+    Ok(peers)
+}
+
 fn spawn_acceptors(
     config: &ServerConfig,
     tracker: &Tracker,
@@ -260,10 +301,8 @@ fn spawn_acceptors(
     })
     .map_err(ServerError::Io)?;
     let client_expect = Expect { cluster_id: config.cluster_id, node: id, peers: None };
-    let limits = ClientLimits {
-        max_reply: config.limits.max_reply_frame(),
-        pending_bytes: config.limits.client_pending_bytes,
-    };
+    let limits =
+        ClientLimits { max_reply: config.limits.max_reply_frame(), pending_bytes: config.limits.client_pending_bytes };
     let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
     net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
         client_port::accept(stream, addr, &t, &client_expect, &ev, limits, &faults);
@@ -402,7 +441,8 @@ impl Timers {
     fn take_due(&mut self, now: Instant, touched: &[TimerCommand]) -> Vec<Timer> {
         let mut due = Vec::new();
         for timer in [Timer::Heartbeat, Timer::Election] {
-            let commanded = touched.iter().any(|c| matches!(c, TimerCommand::Set(t) | TimerCommand::Cancel(t) if *t == timer));
+            let commanded =
+                touched.iter().any(|c| matches!(c, TimerCommand::Set(t) | TimerCommand::Cancel(t) if *t == timer));
             let slot = self.slot(timer);
             if !commanded && slot.is_some_and(|d| d <= now) {
                 *slot = None;
@@ -549,8 +589,12 @@ impl Node {
             let mut frames = Vec::new();
             let decoded = loop {
                 let next = match source {
-                    Source::Peer(from) => conn.next_frame(self.max_peer_frame).map(|m| m.map(|msg| Event::Peer { from, msg })),
-                    Source::Client(id) => conn.next_frame(self.max_request).map(|r| r.map(|request| Event::Client { conn: id, request })),
+                    Source::Peer(from) => {
+                        conn.next_frame(self.max_peer_frame).map(|m| m.map(|msg| Event::Peer { from, msg }))
+                    }
+                    Source::Client(id) => {
+                        conn.next_frame(self.max_request).map(|r| r.map(|request| Event::Client { conn: id, request }))
+                    }
                 };
                 match next {
                     Ok(Some(event)) => frames.push(event),
@@ -568,7 +612,9 @@ impl Node {
                     self.ready.push(token);
                     None
                 }
-                (Ok(()), Ok(ReadEnd::Closed { mid_frame: false })) => Some(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                (Ok(()), Ok(ReadEnd::Closed { mid_frame: false })) => {
+                    Some(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+                }
                 (Ok(()), Ok(ReadEnd::Closed { mid_frame: true })) => Some(FrameError::Truncated),
                 (Ok(()), Err(e)) => Some(FrameError::Io(e)),
             };

@@ -155,20 +155,44 @@ pub struct Identity {
 #[derive(Debug)]
 pub enum StorageError {
     /// Another server holds the directory's lock.
-    Locked { dir: PathBuf },
+    Locked {
+        dir: PathBuf,
+    },
     /// A record is damaged somewhere other than a torn tail, or does not replay.
-    Corrupt { file: PathBuf, offset: u64, reason: String },
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// The snapshot recovery needs is damaged, does not decode, or exceeds the snapshot limit.
-    BadSnapshot { file: PathBuf, reason: String },
+    BadSnapshot {
+        file: PathBuf,
+        reason: String,
+    },
     /// The files of the directory do not form one generation (a segment or snapshot missing).
-    Inconsistent { dir: PathBuf, reason: String },
+    Inconsistent {
+        dir: PathBuf,
+        reason: String,
+    },
     /// A file that is not this server's (another node's, another cluster's, another format).
-    Foreign { file: PathBuf, reason: String },
+    Foreign {
+        file: PathBuf,
+        reason: String,
+    },
     /// A change too large for one record even when split (cannot happen with the frame limits).
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        bytes: usize,
+        max: usize,
+    },
     /// A snapshot larger than the snapshot limit; it was not written.
-    SnapshotTooLarge { bytes: usize, max: usize },
-    Io { what: String, source: io::Error },
+    SnapshotTooLarge {
+        bytes: usize,
+        max: usize,
+    },
+    Io {
+        what: String,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for StorageError {
@@ -191,11 +215,9 @@ impl fmt::Display for StorageError {
                  are no longer in the write-ahead log",
                 file.display()
             ),
-            StorageError::Inconsistent { dir, reason } => write!(
-                f,
-                "data directory {} is inconsistent: {reason}; refusing to start",
-                dir.display()
-            ),
+            StorageError::Inconsistent { dir, reason } => {
+                write!(f, "data directory {} is inconsistent: {reason}; refusing to start", dir.display())
+            }
             StorageError::Foreign { file, reason } => write!(f, "{}: {reason}", file.display()),
             StorageError::TooLarge { bytes, max } => {
                 write!(f, "a durable change of {bytes} bytes exceeds the record limit of {max} bytes")
@@ -348,9 +370,7 @@ fn check_segment_header(path: &Path, bytes: &[u8], identity: Identity, number: u
     }
     let version = u32_at(bytes, 8);
     if version != WAL_FORMAT_VERSION {
-        return Err(foreign(format!(
-            "format version {version}, but this build reads version {WAL_FORMAT_VERSION}"
-        )));
+        return Err(foreign(format!("format version {version}, but this build reads version {WAL_FORMAT_VERSION}")));
     }
     check_identity(path, NodeId(u32_at(bytes, 12)), u64_at(bytes, 16), identity)?;
     let found = u64_at(bytes, 24);
@@ -407,7 +427,9 @@ fn load_snapshot(path: &Path, identity: Identity, number: u64, max: usize) -> Re
     if version != SNAPSHOT_FORMAT_VERSION {
         return Err(StorageError::Foreign {
             file: path.to_path_buf(),
-            reason: format!("snapshot format version {version}, but this build reads version {SNAPSHOT_FORMAT_VERSION}"),
+            reason: format!(
+                "snapshot format version {version}, but this build reads version {SNAPSHOT_FORMAT_VERSION}"
+            ),
         });
     }
     check_identity(path, NodeId(u32_at(&header, 12)), u64_at(&header, 16), identity)?;
@@ -523,11 +545,9 @@ fn replay_segment(
             }
             return Err(corrupt(at, "record checksum mismatch".into()));
         }
-        let change: DurableChange = postcard::from_bytes(payload)
-            .map_err(|e| corrupt(at, format!("record does not decode ({e})")))?;
-        durable
-            .apply(&change)
-            .map_err(|e| corrupt(at, format!("record does not replay: {e}")))?;
+        let change: DurableChange =
+            postcard::from_bytes(payload).map_err(|e| corrupt(at, format!("record does not decode ({e})")))?;
+        durable.apply(&change).map_err(|e| corrupt(at, format!("record does not replay: {e}")))?;
         *records += 1;
         at = end;
     }
@@ -861,7 +881,8 @@ impl Storage {
 }
 
 fn cut_torn_tail(path: &Path, offset: u64) -> Result<(), StorageError> {
-    let file = OpenOptions::new().write(true).open(path).map_err(io_err(|| format!("cannot open {}", path.display())))?;
+    let file =
+        OpenOptions::new().write(true).open(path).map_err(io_err(|| format!("cannot open {}", path.display())))?;
     let what = || format!("cannot truncate {}", path.display());
     file.set_len(offset).map_err(io_err(what))?;
     file.sync_all().map_err(io_err(|| format!("cannot fsync {}", path.display())))
@@ -870,10 +891,8 @@ fn cut_torn_tail(path: &Path, offset: u64) -> Result<(), StorageError> {
 impl Segment {
     /// Opens segment `number`, whose records end at `len`, for appending.
     fn open(path: &Path, number: u64, len: u64) -> Result<Segment, StorageError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(|| format!("cannot open {}", path.display())))?;
+        let file =
+            OpenOptions::new().write(true).open(path).map_err(io_err(|| format!("cannot open {}", path.display())))?;
         let allocated = file.metadata().map_err(io_err(|| format!("cannot stat {}", path.display())))?.len();
         Ok(Segment { number, path: path.to_path_buf(), file, len, allocated: allocated.max(len) })
     }
@@ -1047,7 +1066,11 @@ mod tests {
             s.append(std::slice::from_ref(&batch)).unwrap();
             want.apply(&batch).unwrap();
             let file_len = fs::metadata(&path).unwrap().len();
-            assert!(file_len >= PREALLOCATE_MIN && file_len > s.s.segment.len, "{file_len} bytes, records end at {}", s.s.segment.len);
+            assert!(
+                file_len >= PREALLOCATE_MIN && file_len > s.s.segment.len,
+                "{file_len} bytes, records end at {}",
+                s.s.segment.len
+            );
             assert_eq!(records_only(&path).len() as u64, s.s.segment.len);
         }
         assert_eq!(Storage::open(dir.path(), ME, BIG).unwrap().1.durable, want);
@@ -1159,7 +1182,8 @@ mod tests {
             // Two snapshots in one batch: only the last one is kept.
             vec![append(16, 18), snapshot_at(16), append(19, 19), snapshot_at(18)],
         ];
-        let expect_files = [vec![segment_name(1)], generation(2), generation(2), generation(3), generation(4), generation(5)];
+        let expect_files =
+            [vec![segment_name(1)], generation(2), generation(2), generation(3), generation(4), generation(5)];
         let (mut s, _) = Tracked::open(dir.path(), BIG);
         for (k, batch) in batches.iter().enumerate() {
             s.append(batch).unwrap();
@@ -1174,7 +1198,10 @@ mod tests {
         }
         // The state recovered after the last batch.
         let last = &s.d;
-        assert_eq!((last.snapshot.last_index, last.log.first_index(), last.log.last_index()), (LogIndex(18), LogIndex(19), LogIndex(19)));
+        assert_eq!(
+            (last.snapshot.last_index, last.log.first_index(), last.log.last_index()),
+            (LogIndex(18), LogIndex(19), LogIndex(19))
+        );
         assert_eq!((last.current_term, last.voted_for), (Term(4), None));
     }
 
@@ -1215,7 +1242,8 @@ mod tests {
             _ => None,
         });
         let last = last.max().unwrap();
-        let batch = vec![term_vote(2, Some(1)), append(last + 1, last + 2), snapshot_at(last), append(last + 3, last + 3)];
+        let batch =
+            vec![term_vote(2, Some(1)), append(last + 1, last + 2), snapshot_at(last), append(last + 3, last + 3)];
         write_batches(dir.path(), &before);
         let old_files = files(dir.path());
         write_batches(dir.path(), std::slice::from_ref(&batch));
@@ -1325,10 +1353,7 @@ mod tests {
             let mut state = r.new_files.clone();
             state.insert(name.clone(), bytes);
             let (err, dir) = open_err(&state, BIG);
-            assert!(
-                matches!(err, StorageError::BadSnapshot { .. } | StorageError::Foreign { .. }),
-                "{what}: {err}"
-            );
+            assert!(matches!(err, StorageError::BadSnapshot { .. } | StorageError::Foreign { .. }), "{what}: {err}");
             assert!(err.to_string().contains(&dir.join(&name).display().to_string()), "{what}: {err}");
         }
         // A snapshot over the configured limit is refused before it is read.

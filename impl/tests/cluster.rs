@@ -7,7 +7,7 @@
 //! timing, on a machine that may be busy. Waits are for conditions, with deadlines.
 
 use kvraft::bench::{self, BenchConfig, Mix, Stop};
-use kvraft::frame::{self, Dialer, DialError, Hello};
+use kvraft::frame::{self, DialError, Dialer, Hello};
 use kvraft::history::{self, Clock, HistoryOp};
 use kvraft::storage::{self, Identity, Storage, StorageError, RECORD_HEADER_LEN};
 use kvraft::{Clerk, LocalCluster, LocalOptions, ServerConfig, ServerError};
@@ -286,11 +286,8 @@ fn a_peer_of_another_cluster_is_refused() {
     // A whole server of cluster 99 in node 3's place: its elections never reach nodes 1 and 2.
     cluster.stop_server(NodeId(3)).unwrap();
     let rogue_dir = tempfile::tempdir().unwrap();
-    let rogue_config = ServerConfig {
-        cluster_id: 99,
-        data_dir: rogue_dir.path().to_path_buf(),
-        ..cluster.server_config(NodeId(3))
-    };
+    let rogue_config =
+        ServerConfig { cluster_id: 99, data_dir: rogue_dir.path().to_path_buf(), ..cluster.server_config(NodeId(3)) };
     let rogue = start_retrying(rogue_config);
     cluster.wait_for_leader(LONG).expect("nodes 1 and 2 elect a leader");
     let term_of = |id: u32| cluster.statuses()[&NodeId(id)].term;
@@ -465,7 +462,17 @@ fn the_cli_talks_to_a_cluster_and_explains_failures() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let out = kvraft_cli(&["server", "--id", "4", "--cluster", "1=127.0.0.1:1", "--client-addr", "127.0.0.1:0", "--data", data]);
+    let out = kvraft_cli(&[
+        "server",
+        "--id",
+        "4",
+        "--cluster",
+        "1=127.0.0.1:1",
+        "--client-addr",
+        "127.0.0.1:0",
+        "--data",
+        data,
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.trim_end().ends_with("is not in the cluster list 1=127.0.0.1:1"), "{err}");

@@ -540,7 +540,9 @@ fn power_cycle(cluster: &mut LocalCluster, faults: &Faults, cut: Cut) -> Result<
     // A loop dies at its next flush: at once when busy, within an election timeout when idle
     // (`stop_all` makes the stragglers flush).
     let deadline = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < deadline && !all.iter().all(|&n| cluster.server(n).is_none_or(kvraft::ServerHandle::is_finished)) {
+    while Instant::now() < deadline
+        && !all.iter().all(|&n| cluster.server(n).is_none_or(kvraft::ServerHandle::is_finished))
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let errors = cluster.stop_all();
@@ -550,7 +552,8 @@ fn power_cycle(cluster: &mut LocalCluster, faults: &Faults, cut: Cut) -> Result<
         return Err(if matches!(e, ServerError::Panicked(_)) { Problem::safety(text) } else { Problem::other(text) });
     }
     if errors.len() != all.len() {
-        let text = format!("{} of {} servers stopped without noticing the power cut", all.len() - errors.len(), all.len());
+        let text =
+            format!("{} of {} servers stopped without noticing the power cut", all.len() - errors.len(), all.len());
         return Err(Problem::other(text));
     }
     faults.restore_power(&all);
@@ -595,7 +598,13 @@ fn next_cut(cycle: usize, rng: &mut StdRng) -> Cut {
 /// Runs up to `cycles` power cuts under the client load, stopping at the first problem. Before
 /// each cut and after the last, the clients complete 40 operations: they read what the previous
 /// cut left behind. Returns the number of cuts made and the problems (empty: none found).
-fn power_cuts(cluster: &mut LocalCluster, faults: &Faults, rec: &Recorded, cycles: usize, seed: u64) -> (usize, Vec<Problem>) {
+fn power_cuts(
+    cluster: &mut LocalCluster,
+    faults: &Faults,
+    rec: &Recorded,
+    cycles: usize,
+    seed: u64,
+) -> (usize, Vec<Problem>) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut last: Option<Cut> = None;
     for cycle in 0..=cycles {

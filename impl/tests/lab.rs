@@ -46,15 +46,8 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// `d` times `KVRAFT_TIME_SCALE` (default 1.0).
 fn scaled(d: Duration) -> Duration {
-    let scale = std::env::var("KVRAFT_TIME_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(1.0);
-    d.mul_f64(if scale.is_finite() && scale > 0.0 {
-        scale
-    } else {
-        1.0
-    })
+    let scale = std::env::var("KVRAFT_TIME_SCALE").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
+    d.mul_f64(if scale.is_finite() && scale > 0.0 { scale } else { 1.0 })
 }
 
 fn secs(s: f64) -> Duration {
@@ -85,19 +78,13 @@ struct Recorder {
 
 impl Recorder {
     fn new() -> Recorder {
-        Recorder {
-            clock: Clock::new(),
-            ops: Arc::new(Mutex::new(Vec::new())),
-        }
+        Recorder { clock: Clock::new(), ops: Arc::new(Mutex::new(Vec::new())) }
     }
 
     fn call(&self, clerk: &mut Clerk, op: Op) -> OpOutput {
         let shown = op.to_string();
         let (record, result) = history::timed_call(clerk, &self.clock, op);
-        self.ops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(record);
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner).push(record);
         result.unwrap_or_else(|e| panic!("{shown}: {e}"))
     }
 
@@ -109,23 +96,11 @@ impl Recorder {
     }
 
     fn put(&self, clerk: &mut Clerk, key: &str, value: &str) {
-        self.call(
-            clerk,
-            Op::Put {
-                key: key.into(),
-                value: value.into(),
-            },
-        );
+        self.call(clerk, Op::Put { key: key.into(), value: value.into() });
     }
 
     fn append(&self, clerk: &mut Clerk, key: &str, value: &str) {
-        self.call(
-            clerk,
-            Op::Append {
-                key: key.into(),
-                value: value.into(),
-            },
-        );
+        self.call(clerk, Op::Append { key: key.into(), value: value.into() });
     }
 
     /// The lab's porcupine check: a non-linearizable history fails, an exhausted budget passes.
@@ -137,18 +112,12 @@ impl Recorder {
                 eprintln!("{test}: {} operations, linearizable", ops.len())
             }
             unknown @ specs::Verdict::Unknown { .. } => {
-                eprintln!(
-                    "{test}: {} operations, linearizability {unknown}",
-                    ops.len()
-                )
+                eprintln!("{test}: {} operations, linearizability {unknown}", ops.len())
             }
             bad => {
                 let mut lines = Vec::new();
                 history::write_jsonl(&mut lines, &ops).unwrap();
-                panic!(
-                    "{test}: history not linearizable: {bad}\n{}",
-                    String::from_utf8_lossy(&lines)
-                );
+                panic!("{test}: history not linearizable: {bad}\n{}", String::from_utf8_lossy(&lines));
             }
         }
     }
@@ -213,10 +182,7 @@ fn check_sizes(cluster: &LocalCluster, max_raft_state: Option<u64>) {
     match max_raft_state {
         Some(limit) => {
             let log = largest(cluster, |s| s.raft_state_bytes);
-            assert!(
-                log <= 8 * limit,
-                "logs were not trimmed: raft state {log} > 8 × {limit}"
-            );
+            assert!(log <= 8 * limit, "logs were not trimmed: raft state {log} > 8 × {limit}");
         }
         None => {
             let snapshot = largest(cluster, |s| s.snapshot_bytes);
@@ -226,11 +192,7 @@ fn check_sizes(cluster: &LocalCluster, max_raft_state: Option<u64>) {
 }
 
 fn start_cluster(servers: u32, max_raft_state: Option<u64>, faults: &Faults) -> LocalCluster {
-    let mut options = LocalOptions {
-        nodes: servers,
-        faults: faults.clone(),
-        ..LocalOptions::default()
-    };
+    let mut options = LocalOptions { nodes: servers, faults: faults.clone(), ..LocalOptions::default() };
     options.limits.max_raft_state = max_raft_state;
     LocalCluster::start(options).expect("cluster starts")
 }
@@ -256,13 +218,7 @@ const CLIENT_SECONDS: f64 = 1.5;
 
 /// One client's run of an iteration: reset its key, then 50% appends, 50% gets, each get equal
 /// to the client's own prediction. Returns the number of appends that completed.
-fn run_client(
-    cli: usize,
-    mut clerk: Clerk,
-    recorder: &Recorder,
-    stop: &AtomicBool,
-    seed: u64,
-) -> usize {
+fn run_client(cli: usize, mut clerk: Clerk, recorder: &Recorder, stop: &AtomicBool, seed: u64) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let key = cli.to_string();
     let mut expected = String::new();
@@ -344,9 +300,7 @@ fn crash_and_restart(cluster: &mut LocalCluster, servers: u32) {
     assert!(errors.is_empty(), "servers had died: {errors:?}");
     std::thread::sleep(election_timeout() / 2);
     for n in 1..=servers {
-        cluster
-            .restart_server(NodeId(n))
-            .expect("server restarts from its data directory");
+        cluster.restart_server(NodeId(n)).expect("server restarts from its data directory");
     }
 }
 
@@ -381,9 +335,7 @@ fn run_iteration(
     std::thread::sleep(secs(CLIENT_SECONDS + if t.partitions { 1.0 } else { 0.0 }));
     stop.store(true, Ordering::Relaxed);
     if let Some(partitioner) = partitioner {
-        partitioner
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        partitioner.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         faults.heal();
         // A client may be stuck at a minority leader, which must learn of the new term.
         std::thread::sleep(election_timeout());
@@ -391,10 +343,7 @@ fn run_iteration(
     if t.crash {
         crash_and_restart(cluster, t.servers);
     }
-    workers
-        .into_iter()
-        .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-        .collect()
+    workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
 }
 
 fn generic_test(t: Generic) {
@@ -739,25 +688,15 @@ fn one_partition_3a() {
     let _serial = serial();
     let started = Instant::now();
     let faults = Faults::new(6);
-    let cluster = LocalCluster::start(LocalOptions {
-        nodes: 5,
-        faults: faults.clone(),
-        ..LocalOptions::default()
-    })
-    .expect("cluster starts");
+    let cluster = LocalCluster::start(LocalOptions { nodes: 5, faults: faults.clone(), ..LocalOptions::default() })
+        .expect("cluster starts");
     let recorder = Recorder::new();
     let mut ck = clerk(&cluster);
     recorder.put(&mut ck, "1", "13");
 
     // p1: three followers (a majority); p2: the leader and the remaining follower.
-    let leader = cluster
-        .wait_for_leader(scaled(Duration::from_secs(10)))
-        .expect("a leader");
-    let others: Vec<NodeId> = cluster
-        .running()
-        .into_iter()
-        .filter(|&n| n != leader)
-        .collect();
+    let leader = cluster.wait_for_leader(scaled(Duration::from_secs(10))).expect("a leader");
+    let others: Vec<NodeId> = cluster.running().into_iter().filter(|&n| n != leader).collect();
     let p1 = others[..3].to_vec();
     let p2 = vec![leader, others[3]];
     faults.partition(&[&p1, &p2]);
@@ -792,44 +731,21 @@ fn one_partition_3a() {
         Err(RecvTimeoutError::Timeout),
         "put completed in the minority"
     );
-    assert_eq!(
-        get_rx.try_recv(),
-        Err(mpsc::TryRecvError::Empty),
-        "get completed in the minority"
-    );
+    assert_eq!(get_rx.try_recv(), Err(mpsc::TryRecvError::Empty), "get completed in the minority");
     assert_eq!(recorder.get(&mut ckp1, "1"), "14");
     recorder.put(&mut ckp1, "1", "16");
     assert_eq!(recorder.get(&mut ckp1, "1"), "16");
-    assert_eq!(
-        put_rx.try_recv(),
-        Err(mpsc::TryRecvError::Empty),
-        "put completed in the minority"
-    );
-    assert_eq!(
-        get_rx.try_recv(),
-        Err(mpsc::TryRecvError::Empty),
-        "get completed in the minority"
-    );
+    assert_eq!(put_rx.try_recv(), Err(mpsc::TryRecvError::Empty), "put completed in the minority");
+    assert_eq!(get_rx.try_recv(), Err(mpsc::TryRecvError::Empty), "get completed in the minority");
 
     // Completion after the heal: the minority's clerks may now reach every server.
     faults.heal();
     std::thread::sleep(election_timeout());
-    put_rx
-        .recv_timeout(secs(3.0))
-        .expect("the minority's put completes within 3 s of the heal");
-    get_rx
-        .recv_timeout(secs(3.0))
-        .expect("the minority's get completes within 3 s of the heal");
-    put_thread
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e));
-    let minority_get = get_thread
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e));
-    assert!(
-        ["14", "15", "16"].contains(&minority_get.as_str()),
-        "minority get returned {minority_get:?}"
-    );
+    put_rx.recv_timeout(secs(3.0)).expect("the minority's put completes within 3 s of the heal");
+    get_rx.recv_timeout(secs(3.0)).expect("the minority's get completes within 3 s of the heal");
+    put_thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let minority_get = get_thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(["14", "15", "16"].contains(&minority_get.as_str()), "minority get returned {minority_get:?}");
     assert_eq!(recorder.get(&mut ck, "1"), "15");
     recorder.check_linearizable("one_partition_3a");
     eprintln!("one_partition_3a: {:.1?}", started.elapsed());
@@ -871,13 +787,7 @@ fn snapshot_rpc_3b() {
     faults.cut_client(ck2.id(), &[n2]);
     recorder.put(&mut ck2, "c", "C");
     recorder.put(&mut ck2, "d", "D");
-    for (key, value) in [
-        ("a", "A"),
-        ("b", "B"),
-        ("1", "1"),
-        ("49", "49"),
-        ("99", "99"),
-    ] {
+    for (key, value) in [("a", "A"), ("b", "B"), ("1", "1"), ("49", "49"), ("99", "99")] {
         assert_eq!(recorder.get(&mut ck2, key), value);
     }
     let deadline = Instant::now() + secs(5.0);
@@ -886,10 +796,7 @@ fn snapshot_rpc_3b() {
         if status.snapshots_installed > 0 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server 3 caught up without installing a snapshot: {status:?}"
-        );
+        assert!(Instant::now() < deadline, "server 3 caught up without installing a snapshot: {status:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
 
@@ -923,13 +830,7 @@ fn snapshot_size_3b() {
     }
     check_sizes(&cluster, Some(MAX_RAFT_STATE));
     let snapshot = largest(&cluster, |s| s.snapshot_bytes);
-    assert!(
-        snapshot <= MAX_SNAPSHOT_STATE,
-        "snapshot too large: {snapshot} > {MAX_SNAPSHOT_STATE}"
-    );
+    assert!(snapshot <= MAX_SNAPSHOT_STATE, "snapshot too large: {snapshot} > {MAX_SNAPSHOT_STATE}");
     recorder.check_linearizable("snapshot_size_3b");
-    eprintln!(
-        "snapshot_size_3b: 800 operations in {:.1?}, snapshot {snapshot} bytes",
-        started.elapsed()
-    );
+    eprintln!("snapshot_size_3b: 800 operations in {:.1?}, snapshot {snapshot} bytes", started.elapsed());
 }

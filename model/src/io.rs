@@ -12,8 +12,7 @@
 
 use crate::state::DurableChange;
 use crate::types::{
-    ClientId, ClientReply, ClientRequest, Command, LogIndex, NodeId, OpOutput, PeerMsg, Seq,
-    Term, Timer,
+    ClientId, ClientReply, ClientRequest, Command, LogIndex, NodeId, OpOutput, PeerMsg, Seq, Term, Timer,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,23 +39,51 @@ pub enum TimerCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Note {
     /// The state machine executed this command (the first and only time on this server).
-    Applied { index: LogIndex, command: Command, output: OpOutput },
+    Applied {
+        index: LogIndex,
+        command: Command,
+        output: OpOutput,
+    },
     /// A retried (client, seq) reached the state machine again and was not executed.
-    DuplicateSuppressed { index: LogIndex, client: ClientId, seq: Seq },
+    DuplicateSuppressed {
+        index: LogIndex,
+        client: ClientId,
+        seq: Seq,
+    },
     /// A command older than its client's last completed one was not executed.
-    StaleSuppressed { index: LogIndex, client: ClientId, seq: Seq },
+    StaleSuppressed {
+        index: LogIndex,
+        client: ClientId,
+        seq: Seq,
+    },
     /// The server changed role (or term).
-    BecameFollower { term: Term },
-    BecameCandidate { term: Term },
-    BecameLeader { term: Term },
+    BecameFollower {
+        term: Term,
+    },
+    BecameCandidate {
+        term: Term,
+    },
+    BecameLeader {
+        term: Term,
+    },
     /// The leader failed a request it had appended (deposed, or a different entry landed).
-    RequestFailed { client: ClientId, seq: Seq, index: LogIndex },
+    RequestFailed {
+        client: ClientId,
+        seq: Seq,
+        index: LogIndex,
+    },
     /// The server compacted its log into a snapshot of its state machine at `index` (§7).
-    SnapshotTaken { index: LogIndex },
+    SnapshotTaken {
+        index: LogIndex,
+    },
     /// The server replaced its state machine by a leader's snapshot ending at `index`.
-    SnapshotInstalled { index: LogIndex },
+    SnapshotInstalled {
+        index: LogIndex,
+    },
     /// The input was ignored, and why.
-    Ignored { reason: &'static str },
+    Ignored {
+        reason: &'static str,
+    },
 }
 
 /// The effects of one step, grouped by kind so that ordering is not a matter of position.
@@ -98,10 +125,8 @@ impl Output {
 
     /// Records a durable change, folding consecutive term/vote changes into one.
     pub(crate) fn persist(&mut self, change: DurableChange) {
-        if let (
-            Some(DurableChange::TermAndVote { .. }),
-            DurableChange::TermAndVote { .. },
-        ) = (self.persist.last(), &change)
+        if let (Some(DurableChange::TermAndVote { .. }), DurableChange::TermAndVote { .. }) =
+            (self.persist.last(), &change)
         {
             self.persist.pop();
         }
@@ -111,9 +136,6 @@ impl Output {
     /// True when the step did nothing observable.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.persist.is_empty()
-            && self.send.is_empty()
-            && self.reply.is_empty()
-            && self.timers.is_empty()
+        self.persist.is_empty() && self.send.is_empty() && self.reply.is_empty() && self.timers.is_empty()
     }
 }

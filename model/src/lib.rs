@@ -34,11 +34,11 @@ pub use clerk::{clerk_step, Clerk, ClerkInput, ClerkOutput};
 pub use io::{Input, Note, Output, TimerCommand};
 pub use kv::{Applied, KvState, Session};
 pub use log::Log;
-pub use snapshot::Snapshot;
 pub use net::{Endpoint, Envelope, Wire};
+pub use snapshot::Snapshot;
 pub use state::{Config, Durable, DurableChange, LeaderState, Pending, ReplayError, Role, Server};
 pub use step::{step, step_in_place};
 pub use types::{
-    ClientId, ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, NodeId, Op,
-    OpOutput, PeerMsg, Seq, Term, Timer,
+    ClientId, ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, NodeId, Op, OpOutput, PeerMsg, Seq,
+    Term, Timer,
 };

@@ -12,9 +12,7 @@ use std::fmt;
 /// The state machine after applying entries `1..=last_index`.
 ///
 /// `Snapshot::default()` (index 0, empty state) is "no snapshot yet".
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Figure 13 "lastIncludedIndex": the last log index the snapshot covers.
     pub last_index: LogIndex,

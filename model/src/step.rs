@@ -109,8 +109,7 @@ impl Server {
         }
         if msg.term() > self.current_term() {
             // Only an AppendEntries or InstallSnapshot proves who leads the new term.
-            let from_leader =
-                matches!(msg, PeerMsg::AppendEntries { .. } | PeerMsg::InstallSnapshot { .. });
+            let from_leader = matches!(msg, PeerMsg::AppendEntries { .. } | PeerMsg::InstallSnapshot { .. });
             let leader = from_leader.then_some(from);
             self.become_follower(msg.term(), leader, out);
         }
@@ -120,13 +119,8 @@ impl Server {
             }
             PeerMsg::VoteReply { term, granted } => self.on_vote_reply(from, term, granted, out),
             PeerMsg::AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit } => {
-                let request = crate::replication::AppendRequest {
-                    term,
-                    prev_log_index,
-                    prev_log_term,
-                    entries,
-                    leader_commit,
-                };
+                let request =
+                    crate::replication::AppendRequest { term, prev_log_index, prev_log_term, entries, leader_commit };
                 self.on_append_entries(from, request, out);
             }
             PeerMsg::AppendReply { term, success, match_index, conflict_index } => {
@@ -172,9 +166,7 @@ impl Server {
     pub(crate) fn append_to_log(&mut self, entry: Entry, out: &mut Output) -> LogIndex {
         let index = self.durable.log.push(entry.clone());
         match out.persist.last_mut() {
-            Some(DurableChange::Append { first, entries })
-                if first.0 + entries.len() as u64 == index.0 =>
-            {
+            Some(DurableChange::Append { first, entries }) if first.0 + entries.len() as u64 == index.0 => {
                 entries.push_back(entry);
             }
             _ => out.persist(DurableChange::Append { first: index, entries: im::Vector::unit(entry) }),

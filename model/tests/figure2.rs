@@ -17,8 +17,7 @@ use common::*;
 use model::{
     clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, ClientRequest,
     ClientResult::{self, Stale, WrongLeader},
-    Durable, Entry, KvState, LogIndex, NodeId, Note, OpOutput, Output, Pending, Role, Seq, Server,
-    Term,
+    Durable, Entry, KvState, LogIndex, NodeId, Note, OpOutput, Output, Pending, Role, Seq, Server, Term,
     Timer::{Election, Heartbeat},
 };
 
@@ -46,13 +45,7 @@ fn all_servers_apply_committed_entries_in_order() {
     assert_eq!(effects(&out), (vec![], vec![(n(2), append_ok(1, 3))], vec![], vec![set(Election)]));
     assert_eq!((s.commit_index, s.last_applied), (LogIndex(2), LogIndex(2)));
     assert_eq!(s.kv.get("x"), "ab", "entry 1 then entry 2, never the other way round");
-    assert_eq!(
-        out.notes,
-        vec![
-            applied(1, &log[0], OpOutput::Done),
-            applied(2, &log[1], OpOutput::Done),
-        ]
-    );
+    assert_eq!(out.notes, vec![applied(1, &log[0], OpOutput::Done), applied(2, &log[1], OpOutput::Done),]);
 
     let (s, out) = step(&s, recv(2, append(1, 3, 1, &[], 3)));
     assert_eq!((s.commit_index, s.last_applied), (LogIndex(3), LogIndex(3)));
@@ -86,12 +79,7 @@ fn all_servers_adopt_higher_term_from_a_request_and_become_follower() {
     let (s, out) = step(&cand, recv(3, append(4, 2, 1, &[], 0)));
     assert_eq!(
         effects(&out),
-        (
-            vec![term_and_vote(4, None)],
-            vec![(n(3), append_ok(4, 2))],
-            vec![],
-            vec![set(Election)],
-        )
+        (vec![term_and_vote(4, None)], vec![(n(3), append_ok(4, 2))], vec![], vec![set(Election)],)
     );
     assert_eq!((s.current_term(), s.durable.voted_for), (Term(4), None));
     assert_eq!(s.role, Role::Follower { leader: Some(n(3)) });
@@ -110,12 +98,7 @@ fn all_servers_adopt_higher_term_from_a_response_and_become_follower() {
     let (s, out) = step(&s, recv(3, append_reject(5, 0)));
     assert_eq!(
         effects(&out),
-        (
-            vec![term_and_vote(5, None)],
-            vec![],
-            vec![wrong_leader(7, 1, None)],
-            vec![cancel(Heartbeat), set(Election)],
-        )
+        (vec![term_and_vote(5, None)], vec![], vec![wrong_leader(7, 1, None)], vec![cancel(Heartbeat), set(Election)],)
     );
     assert_eq!((s.current_term(), s.durable.voted_for), (Term(5), None));
     assert_eq!(s.role, Role::Follower { leader: None });
@@ -143,12 +126,7 @@ fn follower_becomes_candidate_on_election_timeout() {
     let (s, out) = step(&s, timeout(Election));
     assert_eq!(
         effects(&out),
-        (
-            vec![term_and_vote(2, Some(1))],
-            to_each(&[2, 3], &vote_request(2, 1, 1)),
-            vec![],
-            vec![set(Election)],
-        )
+        (vec![term_and_vote(2, Some(1))], to_each(&[2, 3], &vote_request(2, 1, 1)), vec![], vec![set(Election)],)
     );
     assert_eq!(s.role, votes(&[1]));
     assert_eq!(s.current_term(), Term(2));
@@ -190,12 +168,7 @@ fn candidate_becomes_leader_with_votes_from_majority() {
     let (s, out) = step(&s, recv(3, vote(2, true)));
     assert_eq!(
         effects(&out),
-        (
-            vec![],
-            to_each(&[2, 3], &append(2, 2, 1, &[], 0)),
-            vec![],
-            vec![cancel(Election), set(Heartbeat)],
-        )
+        (vec![], to_each(&[2, 3], &append(2, 2, 1, &[], 0)), vec![], vec![cancel(Election), set(Heartbeat)],)
     );
     let state = leader_state(&s);
     assert_eq!(state.next_index, index_map(&[(2, 3), (3, 3)]));
@@ -220,12 +193,7 @@ fn candidate_counts_a_duplicated_vote_once() {
     let (s, out) = step(&s, recv(3, vote(1, true)));
     assert_eq!(
         effects(&out),
-        (
-            vec![],
-            to_each(&[2, 3, 4, 5], &append(1, 0, 0, &[], 0)),
-            vec![],
-            vec![cancel(Election), set(Heartbeat)],
-        )
+        (vec![], to_each(&[2, 3, 4, 5], &append(1, 0, 0, &[], 0)), vec![], vec![cancel(Election), set(Heartbeat)],)
     );
     assert!(s.is_leader());
 }
@@ -261,12 +229,7 @@ fn candidate_starts_new_election_on_timeout() {
     let (s, out) = step(&s, timeout(Election));
     assert_eq!(
         effects(&out),
-        (
-            vec![term_and_vote(3, Some(1))],
-            to_each(&[2, 3, 4, 5], &vote_request(3, 1, 1)),
-            vec![],
-            vec![set(Election)],
-        )
+        (vec![term_and_vote(3, Some(1))], to_each(&[2, 3, 4, 5], &vote_request(3, 1, 1)), vec![], vec![set(Election)],)
     );
     assert_eq!(s.current_term(), Term(3));
     assert_eq!(s.role, votes(&[1]));
@@ -310,17 +273,11 @@ fn follower_and_candidate_ignore_heartbeat_timeout() {
 #[test]
 fn leader_sends_heartbeats_when_idle() {
     let s = leader_of_term(2, &[1]);
-    let s = drive(
-        &s,
-        vec![client(7, 1, put_op("x", "y")), recv(2, append_ok(2, 2)), recv(3, append_ok(2, 2))],
-    );
+    let s = drive(&s, vec![client(7, 1, put_op("x", "y")), recv(2, append_ok(2, 2)), recv(3, append_ok(2, 2))]);
     assert_eq!(s.commit_index, LogIndex(2));
 
     let (next, out) = step(&s, timeout(Heartbeat));
-    assert_eq!(
-        effects(&out),
-        (vec![], to_each(&[2, 3], &append(2, 2, 2, &[], 2)), vec![], vec![set(Heartbeat)])
-    );
+    assert_eq!(effects(&out), (vec![], to_each(&[2, 3], &append(2, 2, 2, &[], 2)), vec![], vec![set(Heartbeat)]));
     assert_eq!(next, s, "a heartbeat changes no state");
 }
 
@@ -332,15 +289,9 @@ fn leader_appends_client_command_and_replicates_at_once() {
     let s = leader_of_term(2, &[1]);
     let (s, out) = step(&s, client(7, 1, put_op("x", "y")));
     let new = [command_entry(2, 7, 1, put_op("x", "y"))];
-    assert_eq!(
-        effects(&out),
-        (vec![appended(2, &new)], to_each(&[2, 3], &append(2, 1, 1, &new, 0)), vec![], vec![])
-    );
+    assert_eq!(effects(&out), (vec![appended(2, &new)], to_each(&[2, 3], &append(2, 1, 1, &new, 0)), vec![], vec![]));
     assert_eq!(s.log(), &log_from(&[entry(1, 1), new[0].clone()]));
-    assert_eq!(
-        s.pending,
-        im::OrdMap::unit(LogIndex(2), Pending { term: Term(2), client: ClientId(7), seq: Seq(1) })
-    );
+    assert_eq!(s.pending, im::OrdMap::unit(LogIndex(2), Pending { term: Term(2), client: ClientId(7), seq: Seq(1) }));
     assert_eq!(s.commit_index, LogIndex(0), "not committed before any follower has it");
 }
 
@@ -387,10 +338,7 @@ fn leader_sends_entries_from_next_index() {
 
     // So a heartbeat sends neither follower any entry.
     let (_, out) = step(&full, timeout(Heartbeat));
-    assert_eq!(
-        effects(&out),
-        (vec![], to_each(&[2, 3], &append(3, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)])
-    );
+    assert_eq!(effects(&out), (vec![], to_each(&[2, 3], &append(3, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)]));
 
     // At most one entry per message: only entry 2 goes, and nextIndex stops at 3.
     let mut small = s.clone();
@@ -539,10 +487,7 @@ fn leader_pipelines_new_entries_without_resending_unacknowledged_ones() {
     assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 0)]));
 
     let (next, out) = step(&s, timeout(Heartbeat));
-    assert_eq!(
-        effects(&out),
-        (vec![], to_each(&[2, 3], &append(2, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)])
-    );
+    assert_eq!(effects(&out), (vec![], to_each(&[2, 3], &append(2, 3, 2, &[], 0)), vec![], vec![set(Heartbeat)]));
     assert_eq!(next, s);
 
     // Acknowledged in order, each request is answered when its own entry commits.
@@ -577,19 +522,13 @@ fn leader_recovers_from_a_lost_append_by_backing_up() {
 
     // nextIndex backs up from 4 to 2, entries 2..3 go at once, and nextIndex is past them.
     let (s, out) = step(&s, recv(2, append_reject(2, 2)));
-    assert_eq!(
-        effects(&out),
-        (vec![], vec![(n(2), append(2, 1, 1, &[first, second], 0))], vec![], vec![])
-    );
+    assert_eq!(effects(&out), (vec![], vec![(n(2), append(2, 1, 1, &[first, second], 0))], vec![], vec![]));
     assert_eq!(leader_state(&s).next_index, index_map(&[(2, 4), (3, 4)]));
     assert_eq!(leader_state(&s).match_index, index_map(&[(2, 0), (3, 0)]));
 
     // Server 2 acknowledges both: both commit and both clients are answered, nothing more sent.
     let (s, out) = step(&s, recv(2, append_ok(2, 3)));
-    assert_eq!(
-        effects(&out),
-        (vec![], vec![], vec![ok(7, 1, OpOutput::Done), ok(8, 1, OpOutput::Done)], vec![])
-    );
+    assert_eq!(effects(&out), (vec![], vec![], vec![ok(7, 1, OpOutput::Done), ok(8, 1, OpOutput::Done)], vec![]));
     assert_eq!(leader_state(&s).match_index, index_map(&[(2, 3), (3, 0)]));
     assert_eq!(s.commit_index, LogIndex(3));
 }
@@ -752,8 +691,7 @@ fn append_entries_rejects_older_term() {
 #[test]
 fn append_entries_rejects_when_prev_entry_missing_or_mismatched() {
     let s = follower_of(2, 3, &[1, 1, 2, 2]);
-    let rejected =
-        |conflict| (vec![], vec![(n(2), append_reject(3, conflict))], vec![], vec![set(Election)]);
+    let rejected = |conflict| (vec![], vec![(n(2), append_reject(3, conflict))], vec![], vec![set(Election)]);
 
     // No entry at 6: retry from 5.
     let (next, out) = step(&s, recv(2, append(3, 6, 3, &[], 4)));
@@ -783,12 +721,7 @@ fn append_entries_truncates_conflicting_entry_and_all_that_follow() {
     let (next, out) = step(&s, recv(2, append(3, 2, 1, &new, 0)));
     assert_eq!(
         effects(&out),
-        (
-            vec![truncated(3), appended(3, &new)],
-            vec![(n(2), append_ok(3, 3))],
-            vec![],
-            vec![set(Election)],
-        )
+        (vec![truncated(3), appended(3, &new)], vec![(n(2), append_ok(3, 3))], vec![], vec![set(Election)],)
     );
     assert_eq!(next.log(), &expected_log);
 
@@ -823,12 +756,7 @@ fn append_entries_appends_only_new_entries() {
     let (s, out) = step(&s, request.clone());
     assert_eq!(
         effects(&out),
-        (
-            vec![appended(2, &[entry(2, 2), entry(3, 2)])],
-            vec![(n(2), append_ok(2, 3))],
-            vec![],
-            vec![set(Election)],
-        )
+        (vec![appended(2, &[entry(2, 2), entry(3, 2)])], vec![(n(2), append_ok(2, 3))], vec![], vec![set(Election)],)
     );
     assert_eq!(s.log(), &log_of(&[1, 2, 2]));
 
@@ -899,10 +827,10 @@ fn restart_keeps_term_vote_and_log_only() {
 #[test]
 fn durable_changes_replay_to_the_new_durable_state() {
     let steps = vec![
-        recv(3, vote_request(2, 1, 1)),                              // term 2, vote for 3
-        recv(3, append(2, 1, 1, &[entry(2, 2), entry(3, 2)], 0)),    // append 2..3
-        recv(2, append(3, 1, 1, &[entry(2, 3)], 1)),                 // term 3, truncate, append
-        timeout(Election),                                           // term 4, vote for self
+        recv(3, vote_request(2, 1, 1)),                           // term 2, vote for 3
+        recv(3, append(2, 1, 1, &[entry(2, 2), entry(3, 2)], 0)), // append 2..3
+        recv(2, append(3, 1, 1, &[entry(2, 3)], 1)),              // term 3, truncate, append
+        timeout(Election),                                        // term 4, vote for self
     ];
     let mut s = follower(1, None, &[1]);
     let mut persisted = Vec::new();
@@ -1005,12 +933,7 @@ fn session_table_answers_an_older_seq_stale_without_effect() {
     let (s, out) = step(&s, recv(3, append_ok(2, 3)));
     assert_eq!(
         effects(&out),
-        (
-            vec![],
-            vec![],
-            vec![ok(7, 1, OpOutput::Done), ok(7, 2, OpOutput::Done), reply(7, 1, Stale)],
-            vec![],
-        )
+        (vec![], vec![], vec![ok(7, 1, OpOutput::Done), ok(7, 2, OpOutput::Done), reply(7, 1, Stale)], vec![],)
     );
     assert_eq!(s.kv.get("x"), "ab");
     assert_eq!(s.kv.sessions[&ClientId(7)].seq, Seq(2), "the session keeps the latest seq");

@@ -21,8 +21,8 @@ mod common;
 
 use common::{get_op, put_op, value};
 use model::{
-    clerk_step, step, Clerk, ClerkInput, ClientId, Config, Durable, Endpoint, Envelope, Input,
-    NodeId, Note, Op, OpOutput, Seq, Server, Timer, Wire,
+    clerk_step, step, Clerk, ClerkInput, ClientId, Config, Durable, Endpoint, Envelope, Input, NodeId, Note, Op,
+    OpOutput, Seq, Server, Timer, Wire,
 };
 use std::collections::{BTreeMap, VecDeque};
 

@@ -58,6 +58,7 @@ fn field<'a>(word: &'a str, name: &str) -> &'a str {
 }
 
 /// Runs one command against the cluster, appending its output to `text`.
+#[allow(clippy::too_many_lines)] // a dispatcher: one arm per transcript command
 fn run_command(cluster: &mut Option<Cluster>, words: &[&str], text: &mut String) {
     if let ["nodes", n, options @ ..] = words {
         let max_raft_state = match options {

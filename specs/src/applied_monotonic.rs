@@ -60,10 +60,7 @@ mod tests {
         after.last_applied = LogIndex(1);
         let err = applied_monotonic(&before, &after).unwrap_err();
         assert_eq!(err.property, APPLIED_MONOTONIC);
-        assert!(
-            err.detail.contains("last_applied went back from i2 to i1"),
-            "{err}"
-        );
+        assert!(err.detail.contains("last_applied went back from i2 to i1"), "{err}");
         let after = applied(server(1, 1, &log), 1);
         let err = applied_monotonic(&before, &after).unwrap_err();
         assert!(err.detail.contains("commit_index went back"), "{err}");
@@ -75,9 +72,6 @@ mod tests {
         let mut after = before.clone();
         after.durable.current_term = Term(2);
         let err = applied_monotonic(&before, &after).unwrap_err();
-        assert!(
-            err.detail.contains("current_term went back from t3 to t2"),
-            "{err}"
-        );
+        assert!(err.detail.contains("current_term went back from t3 to t2"), "{err}");
     }
 }

@@ -24,10 +24,8 @@ pub fn at_most_once(ghost: &Ghost) -> Result<(), Violation> {
     match &ghost.double_execution {
         None => Ok(()),
         Some(d) => {
-            let detail = format!(
-                "{}{} executed at {} and again at {} (by {})",
-                d.client, d.seq, d.first, d.second, d.server
-            );
+            let detail =
+                format!("{}{} executed at {} and again at {} (by {})", d.client, d.seq, d.first, d.second, d.server);
             Err(Violation::new(AT_MOST_ONCE, detail))
         }
     }
@@ -41,15 +39,8 @@ mod tests {
 
     fn executes(index: u64, client: u64, seq: u64) -> Output {
         let command = cmd(client, seq, put("x", "v"));
-        let note = Note::Applied {
-            index: LogIndex(index),
-            command,
-            output: OpOutput::Done,
-        };
-        Output {
-            notes: vec![note],
-            ..Output::default()
-        }
+        let note = Note::Applied { index: LogIndex(index), command, output: OpOutput::Done };
+        Output { notes: vec![note], ..Output::default() }
     }
 
     #[test]

@@ -57,10 +57,7 @@ mod tests {
         s.commit_index = LogIndex(0);
         let err = commit_bounds(&[s]).unwrap_err();
         assert_eq!(err.property, COMMIT_BOUNDS);
-        assert!(
-            err.detail.contains("last_applied=i1 commit_index=i0"),
-            "{err}"
-        );
+        assert!(err.detail.contains("last_applied=i1 commit_index=i0"), "{err}");
     }
 
     #[test]
@@ -68,10 +65,7 @@ mod tests {
         let mut s = server(2, 1, &[entry(1, 1, "a")]);
         s.commit_index = LogIndex(2);
         let err = commit_bounds(&[s]).unwrap_err();
-        assert!(
-            err.detail.contains("commit_index=i2 last_index=i1"),
-            "{err}"
-        );
+        assert!(err.detail.contains("commit_index=i2 last_index=i1"), "{err}");
     }
 
     #[test]

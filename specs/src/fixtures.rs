@@ -1,56 +1,35 @@
 //! Hand-built servers and operations for the unit tests.
 
 use model::{
-    ClientId, Command, Config, Durable, Entry, KvState, LeaderState, Log, LogIndex, NodeId, Op,
-    Role, Seq, Server, Term,
+    ClientId, Command, Config, Durable, Entry, KvState, LeaderState, Log, LogIndex, NodeId, Op, Role, Seq, Server, Term,
 };
 
 pub(crate) const MEMBERS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 
 pub(crate) fn get(key: &str) -> Op {
-    Op::Get {
-        key: key.to_string(),
-    }
+    Op::Get { key: key.to_string() }
 }
 
 pub(crate) fn put(key: &str, value: &str) -> Op {
-    Op::Put {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    Op::Put { key: key.to_string(), value: value.to_string() }
 }
 
 pub(crate) fn append(key: &str, value: &str) -> Op {
-    Op::Append {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    Op::Append { key: key.to_string(), value: value.to_string() }
 }
 
 pub(crate) fn cmd(client: u64, seq: u64, op: Op) -> Command {
-    Command {
-        client: ClientId(client),
-        seq: Seq(seq),
-        op,
-    }
+    Command { client: ClientId(client), seq: Seq(seq), op }
 }
 
 /// An entry of `term` appending `value` to key "x" as client 1 with seq `seq`.
 pub(crate) fn entry(term: u64, seq: u64, value: &str) -> Entry {
-    Entry {
-        term: Term(term),
-        command: cmd(1, seq, append("x", value)),
-    }
+    Entry { term: Term(term), command: cmd(1, seq, append("x", value)) }
 }
 
 /// Server `id` of a 3-server cluster, a follower in `term` holding `log`, nothing committed.
 pub(crate) fn server(id: u32, term: u64, log: &[Entry]) -> Server {
-    let mut durable = Durable {
-        current_term: Term(term),
-        voted_for: None,
-        log: Log::new(),
-        ..Durable::default()
-    };
+    let mut durable = Durable { current_term: Term(term), voted_for: None, log: Log::new(), ..Durable::default() };
     for e in log {
         durable.log.push(e.clone());
     }

@@ -132,11 +132,7 @@ impl Ghost {
                 self.leaders.insert(term, s.id());
             }
             Some(first) if first != s.id() && self.double_leader.is_none() => {
-                self.double_leader = Some(DoubleLeader {
-                    term,
-                    first,
-                    second: s.id(),
-                });
+                self.double_leader = Some(DoubleLeader { term, first, second: s.id() });
             }
             Some(_) => {}
         }
@@ -169,13 +165,7 @@ impl Ghost {
                 if self.commit_conflict.is_none() {
                     let (first, second) = (first.clone(), entry.clone());
                     let server = s.id();
-                    self.commit_conflict = Some(CommitConflict {
-                        index,
-                        first,
-                        second,
-                        server,
-                        term,
-                    });
+                    self.commit_conflict = Some(CommitConflict { index, first, second, server, term });
                 }
             }
         }
@@ -218,14 +208,8 @@ mod tests {
         let mut ghost = Ghost::new();
         ghost.observe_server(&applied(server(1, 5, &log), 2));
         ghost.observe_server(&applied(server(2, 3, &log), 1));
-        assert_eq!(
-            ghost.committed.get(&LogIndex(1)),
-            Some(&(entry(1, 1, "a"), Term(3)))
-        );
-        assert_eq!(
-            ghost.committed.get(&LogIndex(2)),
-            Some(&(entry(1, 2, "b"), Term(5)))
-        );
+        assert_eq!(ghost.committed.get(&LogIndex(1)), Some(&(entry(1, 1, "a"), Term(3))));
+        assert_eq!(ghost.committed.get(&LogIndex(2)), Some(&(entry(1, 2, "b"), Term(5))));
         assert_eq!(ghost.commit_conflict, None);
     }
 
@@ -235,10 +219,7 @@ mod tests {
         ghost.observe_server(&applied(server(1, 1, &[entry(1, 1, "a")]), 1));
         ghost.observe_server(&applied(server(2, 2, &[entry(2, 1, "z")]), 1));
         let c = ghost.commit_conflict.expect("conflict at i1");
-        assert_eq!(
-            (c.index, c.server, c.term),
-            (LogIndex(1), NodeId(2), Term(2))
-        );
+        assert_eq!((c.index, c.server, c.term), (LogIndex(1), NodeId(2), Term(2)));
     }
 
     #[test]
@@ -248,34 +229,20 @@ mod tests {
         let after = applied(server(1, 2, &log), 2);
         let mut ghost = Ghost::new();
         ghost.observe_step(&before, &after, &Output::default());
-        assert_eq!(
-            ghost.committed.get(&LogIndex(1)),
-            None,
-            "already committed before"
-        );
-        assert_eq!(
-            ghost.committed.get(&LogIndex(2)),
-            Some(&(entry(1, 2, "b"), Term(2)))
-        );
+        assert_eq!(ghost.committed.get(&LogIndex(1)), None, "already committed before");
+        assert_eq!(ghost.committed.get(&LogIndex(2)), Some(&(entry(1, 2, "b"), Term(2))));
     }
 
     fn applied_note(index: u64, e: &Entry) -> Note {
         let output = model::OpOutput::Done;
-        Note::Applied {
-            index: LogIndex(index),
-            command: e.command.clone(),
-            output,
-        }
+        Note::Applied { index: LogIndex(index), command: e.command.clone(), output }
     }
 
     #[test]
     fn re_executing_at_the_same_index_is_fine_at_another_is_not() {
         let e = entry(1, 1, "a");
         let s = server(2, 1, std::slice::from_ref(&e));
-        let at = |index| Output {
-            notes: vec![applied_note(index, &e)],
-            ..Output::default()
-        };
+        let at = |index| Output { notes: vec![applied_note(index, &e)], ..Output::default() };
         let mut ghost = Ghost::new();
         ghost.observe_step(&s, &s, &at(1));
         ghost.observe_restart(&s);

@@ -90,10 +90,7 @@ impl KvSpec {
         other: &'a im::OrdMap<String, String>,
     ) -> Option<(&'a str, &'a str, &'a str)> {
         let theirs = |key: &str| other.get(key).map_or("", String::as_str);
-        let mine = self
-            .data
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str(), theirs(k)));
+        let mine = self.data.iter().map(|(k, v)| (k.as_str(), v.as_str(), theirs(k)));
         let only_theirs = other
             .iter()
             .filter(|(k, _)| !self.data.contains_key(k.as_str()))

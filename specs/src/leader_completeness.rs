@@ -23,15 +23,10 @@ pub fn leader_completeness(servers: &[Server], ghost: &Ghost) -> Result<(), Viol
             if *term >= l.current_term() || index < log.start_index() {
                 continue;
             }
-            let holds = if index == log.start_index() {
-                log.start_term() == entry.term
-            } else {
-                log.get(index) == Some(entry)
-            };
+            let holds =
+                if index == log.start_index() { log.start_term() == entry.term } else { log.get(index) == Some(entry) };
             if !holds {
-                let has = log
-                    .get(index)
-                    .map_or_else(|| "nothing".to_string(), ToString::to_string);
+                let has = log.get(index).map_or_else(|| "nothing".to_string(), ToString::to_string);
                 let detail = format!(
                     "leader {} of {} lacks {entry} committed at {index} in {term}; it holds {has}",
                     l.id(),
@@ -54,27 +49,17 @@ mod tests {
     fn a_leader_holding_every_earlier_commit_is_fine() {
         let log = [entry(1, 1, "a"), entry(1, 2, "b")];
         let ghost = Ghost::of(&[applied(server(2, 1, &log), 2)]);
-        let servers = [
-            leader(server(1, 2, &log)),
-            server(2, 2, &log),
-            server(3, 1, &[]),
-        ];
+        let servers = [leader(server(1, 2, &log)), server(2, 2, &log), server(3, 1, &[])];
         assert_eq!(leader_completeness(&servers, &ghost), Ok(()));
     }
 
     #[test]
     fn a_leader_missing_an_earlier_commit_is_rejected() {
-        let ghost = Ghost::of(&[applied(
-            server(2, 1, &[entry(1, 1, "a"), entry(1, 2, "b")]),
-            2,
-        )]);
+        let ghost = Ghost::of(&[applied(server(2, 1, &[entry(1, 1, "a"), entry(1, 2, "b")]), 2)]);
         let servers = [leader(server(3, 2, &[entry(1, 1, "a")])), server(2, 2, &[])];
         let err = leader_completeness(&servers, &ghost).unwrap_err();
         assert_eq!(err.property, LEADER_COMPLETENESS);
-        assert!(
-            err.detail.contains("leader n3 of t2 lacks t1:c1#2"),
-            "{err}"
-        );
+        assert!(err.detail.contains("leader n3 of t2 lacks t1:c1#2"), "{err}");
         assert!(err.detail.contains("holds nothing"), "{err}");
     }
 
@@ -97,10 +82,7 @@ mod tests {
 
     #[test]
     fn a_compacted_commit_is_covered_by_the_snapshot_point() {
-        let ghost = Ghost::of(&[applied(
-            server(2, 1, &[entry(1, 1, "a"), entry(1, 2, "b")]),
-            2,
-        )]);
+        let ghost = Ghost::of(&[applied(server(2, 1, &[entry(1, 1, "a"), entry(1, 2, "b")]), 2)]);
         let mut l = leader(server(1, 2, &[entry(1, 1, "a"), entry(1, 2, "b")]));
         l.durable.log.compact_to(LogIndex(2));
         assert_eq!(leader_completeness(&[l], &ghost), Ok(()));

@@ -15,11 +15,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(clippy::pedantic)]
-#![allow(
-    clippy::module_name_repetitions,
-    clippy::must_use_candidate,
-    clippy::doc_markdown
-)]
+#![allow(clippy::module_name_repetitions, clippy::must_use_candidate, clippy::doc_markdown)]
 
 pub mod applied_monotonic;
 pub mod at_most_once;
@@ -44,9 +40,7 @@ pub use election_safety::election_safety;
 pub use ghost::Ghost;
 pub use kv_spec::KvSpec;
 pub use leader_completeness::leader_completeness;
-pub use linearizability::{
-    appends_in_order, check, check_timed, History, Operation, Summary, TimedOp, Verdict,
-};
+pub use linearizability::{appends_in_order, check, check_timed, History, Operation, Summary, TimedOp, Verdict};
 pub use log_matching::log_matching;
 pub use snapshot_content::snapshot_content;
 pub use state_machine_safety::state_machine_safety;
@@ -98,11 +92,7 @@ mod tests {
     #[test]
     fn a_consistent_cluster_passes_everything() {
         let log = [entry(1, 1, "a"), entry(2, 2, "b")];
-        let servers = [
-            leader(applied(server(1, 2, &log), 2)),
-            applied(server(2, 2, &log), 1),
-            server(3, 2, &[]),
-        ];
+        let servers = [leader(applied(server(1, 2, &log), 2)), applied(server(2, 2, &log), 1), server(3, 2, &[])];
         assert_eq!(check_all(&servers, &Ghost::of(&servers)), Ok(()));
     }
 
@@ -111,15 +101,8 @@ mod tests {
         let log = [entry(1, 1, "a")];
         let mut broken = applied(server(2, 1, &log), 1);
         broken.commit_index = model::LogIndex(0);
-        let servers = [
-            leader(server(1, 1, &log)),
-            leader(server(3, 1, &log)),
-            broken,
-        ];
+        let servers = [leader(server(1, 1, &log)), leader(server(3, 1, &log)), broken];
         let err = check_all(&servers, &Ghost::new()).unwrap_err();
-        assert_eq!(
-            err.property, COMMIT_BOUNDS,
-            "bounds are checked before election safety"
-        );
+        assert_eq!(err.property, COMMIT_BOUNDS, "bounds are checked before election safety");
     }
 }

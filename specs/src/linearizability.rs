@@ -69,12 +69,7 @@ impl History {
     /// simply concurrent (the history stays well-defined).
     pub fn invoke(&mut self, client: ClientId, op: Op) -> usize {
         let completed_before = self.completions.len();
-        self.operations.push_back(Operation {
-            client,
-            op,
-            output: None,
-            completed_before,
-        });
+        self.operations.push_back(Operation { client, op, output: None, completed_before });
         self.operations.len() - 1
     }
 
@@ -87,10 +82,7 @@ impl History {
         let Some(operation) = self.operations.get_mut(id) else {
             panic!("complete({id}): no such operation");
         };
-        assert!(
-            operation.output.is_none(),
-            "complete({id}): operation already completed"
-        );
+        assert!(operation.output.is_none(), "complete({id}): operation already completed");
         operation.output = Some(output);
         self.completions.push_back(id);
     }
@@ -149,12 +141,7 @@ impl fmt::Display for History {
     /// One operation per line: `op2 c1 get x -> value "a" (after 1 completions)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (id, o) in self.operations.iter().enumerate() {
-            writeln!(
-                f,
-                "{} (after {} completions)",
-                self.describe(id),
-                o.completed_before
-            )?;
+            writeln!(f, "{} (after {} completions)", self.describe(id), o.completed_before)?;
         }
         Ok(())
     }
@@ -200,10 +187,9 @@ impl Verdict {
     #[must_use]
     pub fn violation(&self) -> Option<Violation> {
         match self {
-            Verdict::NotLinearizable { key, detail } => Some(Violation::new(
-                LINEARIZABLE,
-                format!("key {key:?}: {detail}"),
-            )),
+            Verdict::NotLinearizable { key, detail } => {
+                Some(Violation::new(LINEARIZABLE, format!("key {key:?}: {detail}")))
+            }
             _ => None,
         }
     }
@@ -252,10 +238,7 @@ pub fn check_timed(ops: &[TimedOp], budget: u64) -> Verdict {
         let ret = o.ret.map_or_else(|| "-".to_string(), |r| r.to_string());
         match (&o.op, &o.output, o.ret) {
             (Op::Get { .. }, Some(output), Some(_)) => {
-                format!(
-                    "#{k} c{} {} -> {output} [{}, {ret}]",
-                    o.client, o.op, o.call
-                )
+                format!("#{k} c{} {} -> {output} [{}, {ret}]", o.client, o.op, o.call)
             }
             _ => format!("#{k} c{} {} [{}, {ret}]", o.client, o.op, o.call),
         }
@@ -272,22 +255,12 @@ fn history_keys(history: &History) -> BTreeMap<&str, KeyOps<'_>> {
         let (positions, key) = keys.entry(o.op.key()).or_default();
         positions.push(position);
         let (expect, after) = (o.output.as_ref(), o.completed_before);
-        key.ops.push(KeyOp {
-            op: &o.op,
-            expect,
-            after,
-            origin: id,
-        });
+        key.ops.push(KeyOp { op: &o.op, expect, after, origin: id });
     }
     for (id, o) in history.operations.iter().enumerate() {
         if o.output.is_none() && !matches!(o.op, Op::Get { .. }) {
             let (_, key) = keys.entry(o.op.key()).or_default();
-            key.ops.push(KeyOp {
-                op: &o.op,
-                expect: None,
-                after: o.completed_before,
-                origin: id,
-            });
+            key.ops.push(KeyOp { op: &o.op, expect: None, after: o.completed_before, origin: id });
         }
     }
     keys.into_iter()
@@ -319,37 +292,18 @@ fn timed_keys(ops: &[TimedOp]) -> BTreeMap<&str, KeyOps<'_>> {
             let key_ops = members.iter().map(|&k| {
                 let o = &ops[k];
                 let returned_get = o.ret.is_some() && matches!(o.op, Op::Get { .. });
-                let expect = if returned_get {
-                    o.output.as_ref()
-                } else {
-                    None
-                };
+                let expect = if returned_get { o.output.as_ref() } else { None };
                 let after = rets.partition_point(|&r| r < o.call);
-                KeyOp {
-                    op: &o.op,
-                    expect,
-                    after,
-                    origin: k,
-                }
+                KeyOp { op: &o.op, expect, after, origin: k }
             });
-            (
-                name,
-                KeyOps {
-                    required: rets.len(),
-                    ops: key_ops.collect(),
-                },
-            )
+            (name, KeyOps { required: rets.len(), ops: key_ops.collect() })
         })
         .collect()
 }
 
 /// Searches every key: the first key with no linearization decides; otherwise the first key
 /// whose search ran out of budget makes the verdict unknown.
-fn judge(
-    keys: &BTreeMap<&str, KeyOps<'_>>,
-    budget: u64,
-    describe: &dyn Fn(usize) -> String,
-) -> Verdict {
+fn judge(keys: &BTreeMap<&str, KeyOps<'_>>, budget: u64, describe: &dyn Fn(usize) -> String) -> Verdict {
     let mut unknown = None;
     for (key, ops) in keys {
         match search::search(ops, budget) {
@@ -359,10 +313,7 @@ fn judge(
             }
             Outcome::Stuck { path, value } => {
                 let detail = report(ops, &path, &value, describe);
-                return Verdict::NotLinearizable {
-                    key: (*key).to_string(),
-                    detail,
-                };
+                return Verdict::NotLinearizable { key: (*key).to_string(), detail };
             }
         }
     }
@@ -370,18 +321,10 @@ fn judge(
 }
 
 /// Explains a failed search: the longest legal order found and what could not follow it.
-fn report(
-    ops: &KeyOps<'_>,
-    path: &[usize],
-    value: &str,
-    describe: &dyn Fn(usize) -> String,
-) -> String {
+fn report(ops: &KeyOps<'_>, path: &[usize], value: &str, describe: &dyn Fn(usize) -> String) -> String {
     const SHOWN: usize = 8;
     let hidden = path.len().saturating_sub(SHOWN);
-    let mut order: Vec<String> = path[hidden..]
-        .iter()
-        .map(|&k| describe(ops.ops[k].origin))
-        .collect();
+    let mut order: Vec<String> = path[hidden..].iter().map(|&k| describe(ops.ops[k].origin)).collect();
     if hidden > 0 {
         order.insert(0, format!("{hidden} earlier operations"));
     }

@@ -131,11 +131,7 @@ mod tests {
     fn diverging_suffixes_after_a_common_prefix_are_fine() {
         let servers = [
             server(1, 3, &[entry(1, 1, "a"), entry(2, 2, "b")]),
-            server(
-                2,
-                3,
-                &[entry(1, 1, "a"), entry(3, 3, "c"), entry(3, 4, "d")],
-            ),
+            server(2, 3, &[entry(1, 1, "a"), entry(3, 3, "c"), entry(3, 4, "d")]),
             server(3, 3, &[]),
         ];
         assert_eq!(log_matching(&servers), Ok(()));
@@ -143,49 +139,30 @@ mod tests {
 
     #[test]
     fn same_term_at_an_index_with_different_earlier_entries_is_rejected() {
-        let servers = [
-            server(1, 2, &[entry(1, 1, "a"), entry(2, 2, "b")]),
-            server(2, 2, &[entry(1, 1, "z"), entry(2, 2, "b")]),
-        ];
+        let servers =
+            [server(1, 2, &[entry(1, 1, "a"), entry(2, 2, "b")]), server(2, 2, &[entry(1, 1, "z"), entry(2, 2, "b")])];
         let err = log_matching(&servers).unwrap_err();
         assert_eq!(err.property, LOG_MATCHING);
-        assert!(
-            err.detail.contains("both hold t2 at i2 but differ at i1"),
-            "{err}"
-        );
+        assert!(err.detail.contains("both hold t2 at i2 but differ at i1"), "{err}");
     }
 
     #[test]
     fn same_index_and_term_with_different_commands_is_rejected() {
-        let servers = [
-            server(1, 1, &[entry(1, 1, "a")]),
-            server(2, 1, &[entry(1, 1, "b")]),
-        ];
+        let servers = [server(1, 1, &[entry(1, 1, "a")]), server(2, 1, &[entry(1, 1, "b")])];
         let err = log_matching(&servers).unwrap_err();
         assert!(err.detail.contains("differ at i1"), "{err}");
     }
 
     #[test]
     fn the_start_point_counts_as_a_known_term() {
-        let mut compacted = server(
-            1,
-            2,
-            &[entry(1, 1, "a"), entry(2, 2, "b"), entry(2, 3, "c")],
-        );
+        let mut compacted = server(1, 2, &[entry(1, 1, "a"), entry(2, 2, "b"), entry(2, 3, "c")]);
         compacted.durable.log.compact_to(LogIndex(2));
         let agreeing = server(2, 2, &[entry(1, 1, "a"), entry(2, 2, "b")]);
         assert_eq!(log_matching(&[compacted.clone(), agreeing]), Ok(()));
         // Same term t2 at i3, but this log has t1 where the snapshot says t2.
-        let other = server(
-            3,
-            2,
-            &[entry(1, 1, "a"), entry(1, 2, "b"), entry(2, 3, "c")],
-        );
+        let other = server(3, 2, &[entry(1, 1, "a"), entry(1, 2, "b"), entry(2, 3, "c")]);
         let err = log_matching(&[compacted, other]).unwrap_err();
-        assert!(
-            err.detail.contains("differ at i2: snapshot point of t2"),
-            "{err}"
-        );
+        assert!(err.detail.contains("differ at i2: snapshot point of t2"), "{err}");
     }
 
     #[test]

@@ -49,10 +49,7 @@ fn applied_entries_committed(s: &Server, ghost: &Ghost) -> Result<(), Violation>
     for (index, entry) in s.log().iter().take_while(|(i, _)| *i <= s.last_applied) {
         if let Some((committed, _)) = ghost.committed.get(&index) {
             if committed != entry {
-                let detail = format!(
-                    "{} applied {entry} at {index}, where {committed} was committed",
-                    s.id()
-                );
+                let detail = format!("{} applied {entry} at {index}, where {committed} was committed", s.id());
                 return Err(Violation::new(STATE_MACHINE_SAFETY, detail));
             }
         }
@@ -66,11 +63,7 @@ fn applied_entries_agree(a: &Server, b: &Server) -> Result<(), Violation> {
     while index <= top {
         if let (Some(x), Some(y)) = (a.log().get(index), b.log().get(index)) {
             if x != y {
-                let detail = format!(
-                    "{} applied {x} and {} applied {y} at {index}",
-                    a.id(),
-                    b.id()
-                );
+                let detail = format!("{} applied {x} and {} applied {y} at {index}", a.id(), b.id());
                 return Err(Violation::new(STATE_MACHINE_SAFETY, detail));
             }
         }
@@ -84,10 +77,7 @@ fn applied_data_matches(s: &Server) -> Result<(), Violation> {
     if log.start_index() != LogIndex(0) || s.last_applied > log.last_index() {
         return Ok(()); // the applied prefix is not all held (or commit bounds is broken)
     }
-    let applied = log
-        .iter()
-        .take_while(|(i, _)| *i <= s.last_applied)
-        .map(|(_, e)| &e.command);
+    let applied = log.iter().take_while(|(i, _)| *i <= s.last_applied).map(|(_, e)| &e.command);
     let spec = KvSpec::replay_dedup(applied);
     match spec.first_difference(&s.kv.data) {
         None => Ok(()),
@@ -111,21 +101,15 @@ mod tests {
     #[test]
     fn servers_applying_the_committed_prefix_are_fine() {
         let log = [entry(1, 1, "a"), entry(1, 2, "b"), entry(2, 3, "c")];
-        let servers = [
-            applied(server(1, 2, &log), 3),
-            applied(server(2, 2, &log), 2),
-            applied(server(3, 2, &log[..1]), 0),
-        ];
+        let servers =
+            [applied(server(1, 2, &log), 3), applied(server(2, 2, &log), 2), applied(server(3, 2, &log[..1]), 0)];
         let ghost = Ghost::of(&servers);
         assert_eq!(state_machine_safety(&servers, &ghost), Ok(()));
     }
 
     #[test]
     fn two_servers_applying_different_entries_are_rejected() {
-        let servers = [
-            applied(server(1, 1, &[entry(1, 1, "a")]), 1),
-            applied(server(2, 2, &[entry(2, 1, "b")]), 1),
-        ];
+        let servers = [applied(server(1, 1, &[entry(1, 1, "a")]), 1), applied(server(2, 2, &[entry(2, 1, "b")]), 1)];
         // Without history, the current states alone show it.
         let err = state_machine_safety(&servers, &Ghost::new()).unwrap_err();
         assert_eq!(err.property, STATE_MACHINE_SAFETY);
@@ -153,19 +137,13 @@ mod tests {
         let mut s = applied(server(1, 1, &log), 2);
         s.kv.data.insert("x".to_string(), "abb".to_string()); // an append applied twice
         let err = state_machine_safety(&[s], &Ghost::new()).unwrap_err();
-        assert!(
-            err.detail.contains("x=\"abb\" after applying 1..=2"),
-            "{err}"
-        );
+        assert!(err.detail.contains("x=\"abb\" after applying 1..=2"), "{err}");
         assert!(err.detail.contains("log says \"ab\""), "{err}");
     }
 
     #[test]
     fn retried_commands_in_the_log_are_executed_once() {
-        let retry = Entry {
-            term: Term(1),
-            command: cmd(1, 1, crate::fixtures::append("x", "a")),
-        };
+        let retry = Entry { term: Term(1), command: cmd(1, 1, crate::fixtures::append("x", "a")) };
         let log = [entry(1, 1, "a"), retry, entry(1, 2, "b")];
         let s = applied(server(1, 1, &log), 3);
         assert_eq!(s.kv.get("x"), "ab");

@@ -15,10 +15,7 @@ pub struct Violation {
 impl Violation {
     #[must_use]
     pub fn new(property: &'static str, detail: impl Into<String>) -> Violation {
-        Violation {
-            property,
-            detail: detail.into(),
-        }
+        Violation { property, detail: detail.into() }
     }
 }
 
@@ -37,9 +34,6 @@ mod tests {
     #[test]
     fn display_names_property_and_detail() {
         let v = Violation::new(crate::LOG_MATCHING, "n1 and n2 differ at i2");
-        assert_eq!(
-            v.to_string(),
-            "log matching violated: n1 and n2 differ at i2"
-        );
+        assert_eq!(v.to_string(), "log matching violated: n1 and n2 differ at i2");
     }
 }

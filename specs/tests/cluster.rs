@@ -4,8 +4,8 @@
 //! states from the same run are shown to be rejected.
 
 use model::{
-    ClientId, ClientReply, ClientRequest, ClientResult, Config, Input, NodeId, Op, OpOutput,
-    PeerMsg, Seq, Server, Timer,
+    ClientId, ClientReply, ClientRequest, ClientResult, Config, Input, NodeId, Op, OpOutput, PeerMsg, Seq, Server,
+    Timer,
 };
 use specs::linearizability::{check, History, Verdict};
 use specs::{applied_monotonic, check_all, Ghost, AT_MOST_ONCE, STATE_MACHINE_SAFETY};
@@ -26,21 +26,11 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let servers: Vec<Server> = MEMBERS
-            .iter()
-            .map(|&id| Server::restore(Config::new(id, &MEMBERS), Default::default()).0)
-            .collect();
+        let servers: Vec<Server> =
+            MEMBERS.iter().map(|&id| Server::restore(Config::new(id, &MEMBERS), Default::default()).0).collect();
         let ghost = Ghost::of(&servers);
         let (network, replies, history) = (VecDeque::new(), Vec::new(), History::new());
-        Cluster {
-            servers,
-            ghost,
-            network,
-            replies,
-            history,
-            recorded: BTreeMap::new(),
-            steps: 0,
-        }
+        Cluster { servers, ghost, network, replies, history, recorded: BTreeMap::new(), steps: 0 }
     }
 
     fn step(&mut self, id: NodeId, input: Input) {
@@ -54,8 +44,7 @@ impl Cluster {
             panic!("step {}: {v}", self.steps);
         }
         self.steps += 1;
-        self.network
-            .extend(out.send.into_iter().map(|(to, msg)| (id, to, msg)));
+        self.network.extend(out.send.into_iter().map(|(to, msg)| (id, to, msg)));
         self.replies.extend(out.reply);
     }
 
@@ -80,23 +69,11 @@ impl Cluster {
     fn request(&mut self, to: NodeId, client: u64, seq: u64, op: Op) {
         let (client, seq_) = (ClientId(client), Seq(seq));
         let history = &mut self.history;
-        let id = *self
-            .recorded
-            .entry((client, seq_))
-            .or_insert_with(|| history.invoke(client, op.clone()));
-        self.step(
-            to,
-            Input::Client(ClientRequest {
-                client,
-                seq: Seq(seq),
-                op,
-            }),
-        );
+        let id = *self.recorded.entry((client, seq_)).or_insert_with(|| history.invoke(client, op.clone()));
+        self.step(to, Input::Client(ClientRequest { client, seq: Seq(seq), op }));
         self.deliver_all();
         let answered = self.replies.iter().find_map(|r| match &r.result {
-            ClientResult::Ok(output) if r.client == client && r.seq == Seq(seq) => {
-                Some(output.clone())
-            }
+            ClientResult::Ok(output) if r.client == client && r.seq == Seq(seq) => Some(output.clone()),
             _ => None,
         });
         if let (Some(output), true) = (answered, self.history.in_flight(client) == Some(id)) {
@@ -111,16 +88,11 @@ impl Cluster {
 }
 
 fn append(key: &str, value: &str) -> Op {
-    Op::Append {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    Op::Append { key: key.to_string(), value: value.to_string() }
 }
 
 fn get(key: &str) -> Op {
-    Op::Get {
-        key: key.to_string(),
-    }
+    Op::Get { key: key.to_string() }
 }
 
 /// Runs the scenario, checking everything on every step.
@@ -148,16 +120,8 @@ fn a_correct_run_satisfies_every_property() {
     let c = scenario();
     assert_eq!(c.ghost.leaders.len(), 2, "{:?}", c.ghost.leaders);
     assert_eq!(c.history.len(), 3, "the retry is not a new operation");
-    assert_eq!(
-        c.history.get(2).and_then(|o| o.output.clone()),
-        Some(OpOutput::Value("ab".into()))
-    );
-    assert_eq!(
-        check(&c.history, 1_000),
-        Verdict::Linearizable,
-        "{}",
-        c.history
-    );
+    assert_eq!(c.history.get(2).and_then(|o| o.output.clone()), Some(OpOutput::Value("ab".into())));
+    assert_eq!(check(&c.history, 1_000), Verdict::Linearizable, "{}", c.history);
     for s in &c.servers {
         assert_eq!(s.kv.get("x"), "ab", "{s}");
     }
@@ -172,11 +136,7 @@ fn a_double_apply_in_the_same_run_is_rejected() {
     replayed.kv.data.insert("x".into(), "aab".into());
     let entry = n3.log().get(model::LogIndex(1)).expect("held").clone();
     let out = model::Output {
-        notes: vec![model::Note::Applied {
-            index: model::LogIndex(2),
-            command: entry.command,
-            output: OpOutput::Done,
-        }],
+        notes: vec![model::Note::Applied { index: model::LogIndex(2), command: entry.command, output: OpOutput::Done }],
         ..Default::default()
     };
     c.ghost.observe_step(&n3, &replayed, &out);
@@ -194,8 +154,5 @@ fn a_client_reading_a_stale_value_is_caught() {
     let id = c.history.invoke(ClientId(9), get("x"));
     c.history.complete(id, OpOutput::Value("a".into()));
     let verdict = check(&c.history, 1_000);
-    assert!(
-        matches!(&verdict, Verdict::NotLinearizable { key, .. } if key == "x"),
-        "{verdict}"
-    );
+    assert!(matches!(&verdict, Verdict::NotLinearizable { key, .. } if key == "x"), "{verdict}");
 }

@@ -8,23 +8,15 @@ use specs::linearizability::{check, check_timed, History, TimedOp, Verdict};
 const BUDGET: u64 = 100_000;
 
 fn get(key: &str) -> Op {
-    Op::Get {
-        key: key.to_string(),
-    }
+    Op::Get { key: key.to_string() }
 }
 
 fn put(key: &str, value: &str) -> Op {
-    Op::Put {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    Op::Put { key: key.to_string(), value: value.to_string() }
 }
 
 fn append(key: &str, value: &str) -> Op {
-    Op::Append {
-        key: key.to_string(),
-        value: value.to_string(),
-    }
+    Op::Append { key: key.to_string(), value: value.to_string() }
 }
 
 fn value(s: &str) -> OpOutput {
@@ -49,11 +41,7 @@ fn empty_and_sequential_histories_are_linearizable() {
     run(&mut h, 2, append("x", "b"), OpOutput::Done);
     run(&mut h, 1, get("x"), value("ab"));
     run(&mut h, 2, get("y"), value(""));
-    assert_eq!(
-        check(&h, 0),
-        Verdict::Linearizable,
-        "in order: no search needed"
-    );
+    assert_eq!(check(&h, 0), Verdict::Linearizable, "in order: no search needed");
 }
 
 #[test]
@@ -64,14 +52,8 @@ fn a_get_that_sees_an_append_twice_is_rejected() {
     let verdict = check(&h, BUDGET);
     assert!(not_linearizable_on(&verdict, "x"), "{verdict}");
     let detail = verdict.violation().expect("a violation").to_string();
-    assert!(
-        detail.starts_with("linearizable violated: key \"x\""),
-        "{detail}"
-    );
-    assert!(
-        detail.contains("op1 c2 get x -> value \"11\" (would return value \"1\")"),
-        "{detail}"
-    );
+    assert!(detail.starts_with("linearizable violated: key \"x\""), "{detail}");
+    assert!(detail.contains("op1 c2 get x -> value \"11\" (would return value \"1\")"), "{detail}");
 }
 
 #[test]
@@ -126,22 +108,14 @@ fn an_incomplete_append_may_or_may_not_have_happened() {
     let mut seen = History::new();
     seen.invoke(ClientId(1), append("x", "1"));
     run(&mut seen, 2, get("x"), value("1"));
-    assert_eq!(
-        check(&seen, BUDGET),
-        Verdict::Linearizable,
-        "it took effect"
-    );
+    assert_eq!(check(&seen, BUDGET), Verdict::Linearizable, "it took effect");
     assert_eq!(seen.in_flight(ClientId(1)), Some(0));
     assert_eq!(seen.in_flight(ClientId(2)), None);
 
     let mut unseen = History::new();
     unseen.invoke(ClientId(1), append("x", "1"));
     run(&mut unseen, 2, get("x"), value(""));
-    assert_eq!(
-        check(&unseen, BUDGET),
-        Verdict::Linearizable,
-        "it did not (yet)"
-    );
+    assert_eq!(check(&unseen, BUDGET), Verdict::Linearizable, "it did not (yet)");
 
     // Once seen, it cannot be un-seen.
     run(&mut seen, 2, get("x"), value(""));
@@ -168,11 +142,7 @@ fn keys_are_checked_separately() {
     run(&mut h, 1, put("x", "a"), OpOutput::Done);
     run(&mut h, 2, get("y"), value(""));
     run(&mut h, 2, get("x"), value("a"));
-    assert_eq!(
-        check(&h, BUDGET),
-        Verdict::Linearizable,
-        "writes to x do not show in y"
-    );
+    assert_eq!(check(&h, BUDGET), Verdict::Linearizable, "writes to x do not show in y");
     run(&mut h, 1, append("y", "b"), OpOutput::Done);
     run(&mut h, 2, get("y"), value("bb"));
     run(&mut h, 2, get("z"), value("")); // a later, fine key does not hide y's failure
@@ -183,11 +153,8 @@ fn keys_are_checked_separately() {
 /// Three concurrent puts completing in order a, b, c, then a read of "a": linearizable, but
 /// only after backtracking past the completion order.
 fn needs_search(h: &mut History, key: &str) {
-    let ids: Vec<usize> = ["a", "b", "c"]
-        .iter()
-        .enumerate()
-        .map(|(c, v)| h.invoke(ClientId(c as u64), put(key, v)))
-        .collect();
+    let ids: Vec<usize> =
+        ["a", "b", "c"].iter().enumerate().map(|(c, v)| h.invoke(ClientId(c as u64), put(key, v))).collect();
     for id in ids {
         h.complete(id, OpOutput::Done);
     }
@@ -198,12 +165,7 @@ fn needs_search(h: &mut History, key: &str) {
 fn a_tiny_budget_gives_unknown_not_a_pass() {
     let mut h = History::new();
     needs_search(&mut h, "k");
-    assert_eq!(
-        check(&h, 2),
-        Verdict::Unknown {
-            key: "k".to_string()
-        }
-    );
+    assert_eq!(check(&h, 2), Verdict::Unknown { key: "k".to_string() });
     assert_eq!(check(&h, BUDGET), Verdict::Linearizable);
     // A key known to be broken still decides, whatever the other keys' budget did.
     run(&mut h, 1, append("m", "1"), OpOutput::Done);
@@ -221,21 +183,12 @@ fn completing_twice_is_a_recording_mistake() {
 }
 
 fn timed(op: Op, output: Option<&str>, call: i64, ret: Option<i64>) -> TimedOp {
-    TimedOp {
-        client: 0,
-        op,
-        output: output.map(value),
-        call,
-        ret,
-    }
+    TimedOp { client: 0, op, output: output.map(value), call, ret }
 }
 
 #[test]
 fn timed_equal_times_are_concurrent() {
-    let mut ops = vec![
-        timed(put("x", "a"), None, 0, Some(10)),
-        timed(get("x"), Some(""), 10, Some(20)),
-    ];
+    let mut ops = vec![timed(put("x", "a"), None, 0, Some(10)), timed(get("x"), Some(""), 10, Some(20))];
     assert_eq!(check_timed(&ops, BUDGET), Verdict::Linearizable);
     ops[1].call = 11;
     assert!(not_linearizable_on(&check_timed(&ops, BUDGET), "x"));
@@ -285,12 +238,7 @@ fn timed_tiny_budget_gives_unknown() {
         timed(put("k", "c"), None, 2, Some(12)),
         timed(get("k"), Some("a"), 20, Some(30)),
     ];
-    assert_eq!(
-        check_timed(&ops, 2),
-        Verdict::Unknown {
-            key: "k".to_string()
-        }
-    );
+    assert_eq!(check_timed(&ops, 2), Verdict::Unknown { key: "k".to_string() });
     assert_eq!(check_timed(&ops, BUDGET), Verdict::Linearizable);
 }
 
@@ -339,13 +287,7 @@ fn generate(rng: &mut Rng) -> Vec<TimedOp> {
                     1 => put(key, v),
                     _ => append(key, v),
                 };
-                ops.push(TimedOp {
-                    client: c as u64,
-                    op,
-                    output: None,
-                    call: time,
-                    ret: None,
-                });
+                ops.push(TimedOp { client: c as u64, op, output: None, call: time, ret: None });
                 applied.push(false);
                 in_flight[c] = Some(ops.len() - 1);
             }
@@ -378,24 +320,14 @@ fn generate(rng: &mut Rng) -> Vec<TimedOp> {
 /// Brute force: some subset of the unreturned operations together with all returned ones has
 /// an order that respects real time and gives every returned get its output.
 fn brute_force(ops: &[TimedOp]) -> bool {
-    let relevant: Vec<usize> = (0..ops.len())
-        .filter(|&k| ops[k].ret.is_some() || !matches!(ops[k].op, Op::Get { .. }))
-        .collect();
-    let optional: Vec<usize> = relevant
-        .iter()
-        .copied()
-        .filter(|&k| ops[k].ret.is_none())
-        .collect();
+    let relevant: Vec<usize> =
+        (0..ops.len()).filter(|&k| ops[k].ret.is_some() || !matches!(ops[k].op, Op::Get { .. })).collect();
+    let optional: Vec<usize> = relevant.iter().copied().filter(|&k| ops[k].ret.is_none()).collect();
     (0..1u32 << optional.len()).any(|mask| {
         let chosen: Vec<usize> = relevant
             .iter()
             .copied()
-            .filter(|k| {
-                optional
-                    .iter()
-                    .position(|o| o == k)
-                    .is_none_or(|p| mask & (1 << p) != 0)
-            })
+            .filter(|k| optional.iter().position(|o| o == k).is_none_or(|p| mask & (1 << p) != 0))
             .collect();
         permutations(&chosen).iter().any(|order| legal(ops, order))
     })
@@ -475,16 +407,8 @@ fn generated_histories_agree_with_brute_force() {
         let expected = brute_force(&ops);
         let timed_verdict = check_timed(&ops, BUDGET);
         let history_verdict = check(&as_history(&ops), BUDGET);
-        assert_eq!(
-            timed_verdict.is_linearizable(),
-            expected,
-            "{ops:#?}\n{timed_verdict}"
-        );
-        assert_eq!(
-            history_verdict.is_linearizable(),
-            expected,
-            "{ops:#?}\n{history_verdict}"
-        );
+        assert_eq!(timed_verdict.is_linearizable(), expected, "{ops:#?}\n{timed_verdict}");
+        assert_eq!(history_verdict.is_linearizable(), expected, "{ops:#?}\n{history_verdict}");
         assert!(!matches!(timed_verdict, Verdict::Unknown { .. }));
         if expected {
             yes += 1;
@@ -492,8 +416,5 @@ fn generated_histories_agree_with_brute_force() {
             no += 1;
         }
     }
-    assert!(
-        yes > 300 && no > 300,
-        "both verdicts are exercised: {yes} yes, {no} no"
-    );
+    assert!(yes > 300 && no > 300, "both verdicts are exercised: {yes} yes, {no} no");
 }

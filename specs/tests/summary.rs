@@ -68,10 +68,7 @@ impl Sim {
         let perturb = [0.0, 0.3, 0.6, 0.9][rng.random_range(0..4)];
         let give_up = [0.0, 0.15][rng.random_range(0..2)];
         let clients = (0..rng.random_range(1..=3))
-            .map(|_| Client {
-                remaining: rng.random_range(1..=4),
-                ..Client::default()
-            })
+            .map(|_| Client { remaining: rng.random_range(1..=4), ..Client::default() })
             .collect();
         Sim {
             rng,
@@ -141,24 +138,14 @@ impl Sim {
         let key = self.keys[self.rng.random_range(0..self.keys.len())].to_string();
         let op = match self.rng.random_range(0..3) {
             0 => Op::Get { key },
-            1 => Op::Put {
-                key,
-                value: self.letter(),
-            },
-            _ => Op::Append {
-                key,
-                value: self.letter(),
-            },
+            1 => Op::Put { key, value: self.letter() },
+            _ => Op::Append { key, value: self.letter() },
         };
         let client = ClientId(c as u64 + 1);
         let id = self.history.invoke(client, op.clone());
         self.summary.invoke(client, op.clone());
         self.clients[c].remaining -= 1;
-        self.clients[c].flight = Some(Flight {
-            op,
-            id,
-            output: None,
-        });
+        self.clients[c].flight = Some(Flight { op, id, output: None });
         self.compare();
     }
 
@@ -213,11 +200,7 @@ impl Sim {
     fn compare(&mut self) {
         self.events += 1;
         let verdict = check(&self.history, BUDGET);
-        assert!(
-            !matches!(verdict, Verdict::Unknown { .. }),
-            "budget exhausted on\n{}",
-            self.history
-        );
+        assert!(!matches!(verdict, Verdict::Unknown { .. }), "budget exhausted on\n{}", self.history);
         assert_eq!(
             self.summary.is_linearizable(),
             verdict.is_linearizable(),
@@ -245,13 +228,7 @@ fn the_summary_agrees_with_the_full_check_after_every_event() {
         "{HISTORIES} histories, {events} events compared: {linearizable} linearizable, {not} \
          not; {pending} with an operation pending forever"
     );
-    assert!(
-        linearizable * 5 >= HISTORIES,
-        "only {linearizable} linearizable"
-    );
+    assert!(linearizable * 5 >= HISTORIES, "only {linearizable} linearizable");
     assert!(not * 5 >= HISTORIES, "only {not} not linearizable");
-    assert!(
-        pending * 10 >= HISTORIES,
-        "only {pending} with a pending operation"
-    );
+    assert!(pending * 10 >= HISTORIES, "only {pending} with a pending operation");
 }

@@ -1,7 +1,7 @@
 //! `checker simulate`: runs scenarios over seeds, a progress line per run, a summary table,
 //! and for each failure the reason, the last events and the replay command.
 
-use super::{all, find, run, seconds, RunOptions, Scenario};
+use super::{all, find, run, seconds, Failure, RunOptions, Scenario};
 use clap::Parser;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -52,20 +52,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let scenarios: Vec<Scenario> = if cli.scenario.is_empty() {
-        all()
-    } else {
-        let mut chosen = Vec::new();
-        for name in &cli.scenario {
-            match find(name) {
-                Some(s) => chosen.push(s),
-                None => {
-                    eprintln!("checker simulate: unknown scenario {name:?} (--list names them)");
-                    return ExitCode::from(2);
-                }
-            }
+    let scenarios = match chosen(&cli.scenario) {
+        Ok(scenarios) => scenarios,
+        Err(reason) => {
+            eprintln!("checker simulate: {reason}");
+            return ExitCode::from(2);
         }
-        chosen
     };
     let bug = match cli.bug.as_deref().map(parse_bug).transpose() {
         Ok(bug) => bug,
@@ -78,40 +70,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let mut rows: Vec<(&'static str, Row)> = Vec::new();
     let mut failures = Vec::new();
     for scenario in &scenarios {
-        let mut row = Row::default();
-        for seed in cli.seed..cli.seed.saturating_add(cli.seeds) {
-            row.runs += 1;
-            match run(scenario, seed, &options) {
-                Ok(r) => {
-                    row.passed += 1;
-                    row.virtual_us += r.virtual_time;
-                    row.real += r.real_time;
-                    row.ops += r.stats.ops;
-                    let notes = if r.notes.is_empty() { String::new() } else { format!("  [{}]", r.notes.join("; ")) };
-                    let lin = if r.linearizability == "linearizable" { String::new() } else { format!("  [{}]", r.linearizability) };
-                    println!(
-                        "{:<40} seed {seed:<5} ok {:>12} virtual {:>6.2} s real {:>6} ops {:>7} steps {:>3} leaders {:>5}/{:<3} snapshots taken/installed {:>4} full checks  hash {:016x}{lin}{notes}",
-                        scenario.name,
-                        seconds(r.virtual_time),
-                        r.real_time.as_secs_f64(),
-                        r.stats.ops,
-                        r.stats.server_steps,
-                        r.stats.elections,
-                        r.stats.snapshots_taken,
-                        r.stats.snapshots_installed,
-                        r.stats.full_checks,
-                        r.trace_hash
-                    );
-                }
-                Err(f) => {
-                    row.failed += 1;
-                    println!("{:<40} seed {seed:<5} FAILED: {}", scenario.name, f.reason.lines().next().unwrap_or(""));
-                    println!("{f}");
-                    failures.push(f);
-                }
-            }
-        }
-        rows.push((scenario.name, row));
+        rows.push((scenario.name, run_seeds(scenario, &cli, &options, &mut failures)));
     }
     print_summary(&rows);
     if failures.is_empty() {
@@ -122,6 +81,60 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         println!("  {}", f.replay_command());
     }
     ExitCode::from(1)
+}
+
+/// The scenarios named on the command line, or every scenario when none is.
+fn chosen(names: &[String]) -> Result<Vec<Scenario>, String> {
+    if names.is_empty() {
+        return Ok(all());
+    }
+    names
+        .iter()
+        .map(|name| find(name).ok_or_else(|| format!("unknown scenario {name:?} (--list names them)")))
+        .collect()
+}
+
+/// Runs `scenario` for each of the command line's seeds, printing a line per run; failed runs
+/// are added to `failures`.
+fn run_seeds(scenario: &Scenario, cli: &SimulateCli, options: &RunOptions, failures: &mut Vec<Failure>) -> Row {
+    let mut row = Row::default();
+    for seed in cli.seed..cli.seed.saturating_add(cli.seeds) {
+        row.runs += 1;
+        match run(scenario, seed, options) {
+            Ok(r) => {
+                row.passed += 1;
+                row.virtual_us += r.virtual_time;
+                row.real += r.real_time;
+                row.ops += r.stats.ops;
+                let notes = if r.notes.is_empty() { String::new() } else { format!("  [{}]", r.notes.join("; ")) };
+                let lin = if r.linearizability == "linearizable" {
+                    String::new()
+                } else {
+                    format!("  [{}]", r.linearizability)
+                };
+                println!(
+                    "{:<40} seed {seed:<5} ok {:>12} virtual {:>6.2} s real {:>6} ops {:>7} steps {:>3} leaders {:>5}/{:<3} snapshots taken/installed {:>4} full checks  hash {:016x}{lin}{notes}",
+                    scenario.name,
+                    seconds(r.virtual_time),
+                    r.real_time.as_secs_f64(),
+                    r.stats.ops,
+                    r.stats.server_steps,
+                    r.stats.elections,
+                    r.stats.snapshots_taken,
+                    r.stats.snapshots_installed,
+                    r.stats.full_checks,
+                    r.trace_hash
+                );
+            }
+            Err(f) => {
+                row.failed += 1;
+                println!("{:<40} seed {seed:<5} FAILED: {}", scenario.name, f.reason.lines().next().unwrap_or(""));
+                println!("{f}");
+                failures.push(f);
+            }
+        }
+    }
+    row
 }
 
 fn parse_bug(name: &str) -> Result<model::Bug, String> {

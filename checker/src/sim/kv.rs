@@ -78,7 +78,9 @@ pub fn generic(sim: &mut Sim, p: &Generic) -> SimResult<()> {
         }
         let limit = sim.cfg.time_limit;
         if !sim.run_while(limit, |s| clients.iter().any(|&c| !s.loop_finished(c)))? {
-            return Err(format!("iteration {iteration}: clients did not finish their last operation by the time limit"));
+            return Err(format!(
+                "iteration {iteration}: clients did not finish their last operation by the time limit"
+            ));
         }
         for (cli, &c) in clients.iter().enumerate() {
             let j = sim.clerk(c).driver.as_ref().map_or(0, |d| d.j);
@@ -196,7 +198,11 @@ pub fn speed(sim: &mut Sim) -> SimResult<()> {
     let took = sim.now() - start;
     let v = sim.get(ck, "x")?;
     check_clnt_appends(0, &v, OPS)?;
-    sim.notes.push(format!("{OPS} appends in {} virtual, {:.2} ms/op", seconds(took), took as f64 / OPS as f64 / 1000.0));
+    sim.notes.push(format!(
+        "{OPS} appends in {} virtual, {:.2} ms/op",
+        seconds(took),
+        took as f64 / OPS as f64 / 1000.0
+    ));
     if took > OPS * PER_OP {
         return Err(format!("Operations completed too slowly {} µs/op > {PER_OP} µs/op", took / OPS));
     }
@@ -369,7 +375,9 @@ fn snapshot_rpc_with(sim: &mut Sim, require_install: bool) -> SimResult<()> {
     sim.check(ck2, "1", "1")?;
     sim.check(ck2, "49", "49")?;
     if require_install && !compacted_past_2 {
-        return Err("server 0 did not compact past server 2's log: the scenario does not exercise InstallSnapshot".into());
+        return Err(
+            "server 0 did not compact past server 2's log: the scenario does not exercise InstallSnapshot".into()
+        );
     }
     if compacted_past_2 && sim.snapshots_installed(2) == 0 {
         return Err("server 2 caught up without installing a snapshot".into());

@@ -108,7 +108,9 @@ impl Failure {
     /// The one command that replays this run exactly.
     pub fn replay_command(&self) -> String {
         match self.bug {
-            None => format!("cargo run --release -p checker -- simulate --scenario {} --seed {}", self.scenario, self.seed),
+            None => {
+                format!("cargo run --release -p checker -- simulate --scenario {} --seed {}", self.scenario, self.seed)
+            }
             Some(bug) => format!(
                 "cargo run --release -p checker --features bugs -- simulate --scenario {} --seed {} --bug {bug}",
                 self.scenario, self.seed

@@ -245,7 +245,11 @@ pub fn unreliable_agree(sim: &mut Sim) -> SimResult<()> {
 enum ChurnPhase {
     Top,
     /// Polling `index` for `x`; `k` sleeps of 10, 20, 50, 100, 200 ms are over.
-    Poll { index: LogIndex, x: String, k: usize },
+    Poll {
+        index: LogIndex,
+        x: String,
+        k: usize,
+    },
 }
 
 /// One of the churn test's submitters: `Start` a random value on every running server; if one
@@ -320,8 +324,9 @@ impl Task for ChurnClient {
 pub fn churn(sim: &mut Sim) -> SimResult<()> {
     let servers = sim.servers().len();
     let now = sim.now();
-    let mut clients: Vec<ChurnClient> =
-        (0..3).map(|me| ChurnClient { me, stop: false, values: Vec::new(), phase: ChurnPhase::Top, next: Some(now) }).collect();
+    let mut clients: Vec<ChurnClient> = (0..3)
+        .map(|me| ChurnClient { me, stop: false, values: Vec::new(), phase: ChurnPhase::Top, next: Some(now) })
+        .collect();
     for _ in 0..20 {
         if sim.rng().random_range(0..1000) < 200 {
             let i = sim.rng().random_range(0..servers);

@@ -262,8 +262,7 @@ pub fn snapshot_init(sim: &mut Sim) -> SimResult<()> {
         if s.durable.snapshot.last_index < snapshots[k] {
             return Err(format!(
                 "server {k}'s snapshot went back from {} to {} across restarts",
-                snapshots[k],
-                s.durable.snapshot.last_index
+                snapshots[k], s.durable.snapshot.last_index
             ));
         }
     }

@@ -61,7 +61,6 @@ impl Scenario {
             Kind::Special { body, .. } => body(sim),
         }
     }
-
 }
 
 const fn generic(name: &'static str, lab: &'static str, g: Generic) -> Scenario {
@@ -76,7 +75,14 @@ const fn special(
     config: fn() -> SimConfig,
     body: fn(&mut Sim) -> SimResult<()>,
 ) -> Scenario {
-    Scenario { name, lab, suite, kind: Kind::Special { config, body }, unknown_allowed: false, budget: LINEARIZABILITY_BUDGET }
+    Scenario {
+        name,
+        lab,
+        suite,
+        kind: Kind::Special { config, body },
+        unknown_allowed: false,
+        budget: LINEARIZABILITY_BUDGET,
+    }
 }
 
 /// `GenericTest(nclients, nservers, unreliable, crash, partitions, maxraftstate, randomkeys)`.
@@ -89,12 +95,23 @@ const fn g(
     max_raft_state: Option<u64>,
     random_keys: bool,
 ) -> Generic {
-    Generic { nclients, nservers, unreliable, crash, partitions, max_raft_state, random_keys, long_reordering: false, duplicate: false }
+    Generic {
+        nclients,
+        nservers,
+        unreliable,
+        crash,
+        partitions,
+        max_raft_state,
+        random_keys,
+        long_reordering: false,
+        duplicate: false,
+    }
 }
 
 const SNAP: Option<u64> = Some(1000);
 
 /// Every scenario, in the course's order: 3A, 3B, then the Raft tests.
+#[allow(clippy::too_many_lines)] // a table: one line per scenario
 pub fn all() -> Vec<Scenario> {
     vec![
         generic("basic_3a", "TestBasic3A", g(1, 5, false, false, false, None, false)),

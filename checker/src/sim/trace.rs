@@ -77,10 +77,21 @@ impl Hasher for TraceHash {
 /// One event, kept whole (inputs are cheap `im` clones) and rendered only when printed.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Server { at: Micros, node: NodeId, input: Input },
-    Clerk { at: Micros, clerk: ClientId, input: ClerkInput },
+    Server {
+        at: Micros,
+        node: NodeId,
+        input: Input,
+    },
+    Clerk {
+        at: Micros,
+        clerk: ClientId,
+        input: ClerkInput,
+    },
     /// Something the scenario or the environment did (crash, partition, ...).
-    World { at: Micros, what: String },
+    World {
+        at: Micros,
+        what: String,
+    },
 }
 
 impl fmt::Display for Event {

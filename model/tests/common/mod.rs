@@ -9,15 +9,13 @@
 //! executes every entry once.
 
 use model::{
-    step, ClientId, ClientReply, ClientResult, Command, Config, Durable, DurableChange, Entry,
-    Input, LeaderState, Log, LogIndex, NodeId, Op, OpOutput, Output, PeerMsg, Role, Seq, Server,
-    Term, Timer, TimerCommand,
+    step, ClientId, ClientReply, ClientResult, Command, Config, Durable, DurableChange, Entry, Input, LeaderState, Log,
+    LogIndex, NodeId, Op, OpOutput, Output, PeerMsg, Role, Seq, Server, Term, Timer, TimerCommand,
 };
 
 /// The four effect vectors of an output (`persist`, `send`, `reply`, `timers`), so that one
 /// `assert_eq!` compares all of them whole. Notes are checked separately, and more loosely.
-pub type Effects =
-    (Vec<DurableChange>, Vec<(NodeId, PeerMsg)>, Vec<ClientReply>, Vec<TimerCommand>);
+pub type Effects = (Vec<DurableChange>, Vec<(NodeId, PeerMsg)>, Vec<ClientReply>, Vec<TimerCommand>);
 
 pub fn effects(out: &Output) -> Effects {
     (out.persist.clone(), out.send.clone(), out.reply.clone(), out.timers.clone())
@@ -159,8 +157,7 @@ pub fn client(client: u64, seq: u64, op: Op) -> Input {
 }
 
 /// An AppendEntries of `term` after `(prev_index, prev_term)`, carrying `entries`.
-pub fn append(term: u64, prev_index: u64, prev_term: u64, entries: &[Entry], commit: u64)
-    -> PeerMsg {
+pub fn append(term: u64, prev_index: u64, prev_term: u64, entries: &[Entry], commit: u64) -> PeerMsg {
     PeerMsg::AppendEntries {
         term: Term(term),
         prev_log_index: LogIndex(prev_index),
@@ -189,11 +186,7 @@ pub fn append_reject(term: u64, conflict_index: u64) -> PeerMsg {
 }
 
 pub fn vote_request(term: u64, last_index: u64, last_term: u64) -> PeerMsg {
-    PeerMsg::RequestVote {
-        term: Term(term),
-        last_log_index: LogIndex(last_index),
-        last_log_term: Term(last_term),
-    }
+    PeerMsg::RequestVote { term: Term(term), last_log_index: LogIndex(last_index), last_log_term: Term(last_term) }
 }
 
 pub fn vote(term: u64, granted: bool) -> PeerMsg {

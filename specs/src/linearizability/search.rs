@@ -62,10 +62,7 @@ pub(super) fn search(ops: &KeyOps<'_>, budget: u64) -> Outcome {
 
 fn fits_in_return_order(ops: &KeyOps<'_>) -> bool {
     let mut value = String::new();
-    ops.ops[..ops.required]
-        .iter()
-        .enumerate()
-        .all(|(position, op)| op.after <= position && fits(&mut value, op))
+    ops.ops[..ops.required].iter().enumerate().all(|(position, op)| op.after <= position && fits(&mut value, op))
 }
 
 /// Runs `op` on the register; whether its output is the expected one.
@@ -131,11 +128,7 @@ struct Search<'k, 'a> {
 
 impl<'k, 'a> Search<'k, 'a> {
     fn new(ops: &'k KeyOps<'a>, budget: u64) -> Search<'k, 'a> {
-        let root = Frame {
-            done: Bits::new(ops.ops.len()),
-            value: String::new(),
-            next: 0,
-        };
+        let root = Frame { done: Bits::new(ops.ops.len()), value: String::new(), next: 0 };
         Search {
             ops,
             budget,
@@ -175,10 +168,7 @@ impl<'k, 'a> Search<'k, 'a> {
                 self.descend(k, done, value);
             }
         }
-        Outcome::Stuck {
-            path: self.best,
-            value: self.best_value,
-        }
+        Outcome::Stuck { path: self.best, value: self.best_value }
     }
 
     fn descend(&mut self, k: usize, done: Bits, value: String) {
@@ -187,11 +177,7 @@ impl<'k, 'a> Search<'k, 'a> {
             self.best.clone_from(&self.path);
             self.best_value.clone_from(&value);
         }
-        self.stack.push(Frame {
-            done,
-            value,
-            next: 0,
-        });
+        self.stack.push(Frame { done, value, next: 0 });
     }
 }
 
@@ -216,12 +202,7 @@ mod tests {
     }
 
     fn op<'a>(op: &'a Op, expect: Option<&'a OpOutput>, after: usize) -> KeyOp<'a> {
-        KeyOp {
-            op,
-            expect,
-            after,
-            origin: 0,
-        }
+        KeyOp { op, expect, after, origin: 0 }
     }
 
     #[test]
@@ -239,10 +220,7 @@ mod tests {
     #[test]
     fn return_order_is_tried_first_and_free() {
         let (p, g, done, a) = (put("x", "a"), get("x"), OpOutput::Done, value("a"));
-        let ops = KeyOps {
-            ops: vec![op(&p, Some(&done), 0), op(&g, Some(&a), 1)],
-            required: 2,
-        };
+        let ops = KeyOps { ops: vec![op(&p, Some(&done), 0), op(&g, Some(&a), 1)], required: 2 };
         assert_eq!(search(&ops, 0), Outcome::Linearizable);
     }
 
@@ -250,10 +228,7 @@ mod tests {
     fn concurrent_ops_are_reordered_when_needed() {
         // put a and get are concurrent; the get (returned first) read "a".
         let (p, g, done, a) = (put("x", "a"), get("x"), OpOutput::Done, value("a"));
-        let ops = KeyOps {
-            ops: vec![op(&g, Some(&a), 0), op(&p, Some(&done), 0)],
-            required: 2,
-        };
+        let ops = KeyOps { ops: vec![op(&g, Some(&a), 0), op(&p, Some(&done), 0)], required: 2 };
         assert_eq!(search(&ops, 0), Outcome::Exhausted);
         assert_eq!(search(&ops, 10), Outcome::Linearizable);
     }
@@ -261,34 +236,19 @@ mod tests {
     #[test]
     fn stuck_reports_the_longest_legal_prefix() {
         let (x, g, done, xx) = (append("x", "1"), get("x"), OpOutput::Done, value("11"));
-        let ops = KeyOps {
-            ops: vec![op(&x, Some(&done), 0), op(&g, Some(&xx), 1)],
-            required: 2,
-        };
+        let ops = KeyOps { ops: vec![op(&x, Some(&done), 0), op(&g, Some(&xx), 1)], required: 2 };
         let outcome = search(&ops, 100);
-        assert_eq!(
-            outcome,
-            Outcome::Stuck {
-                path: vec![0],
-                value: "1".to_string()
-            }
-        );
+        assert_eq!(outcome, Outcome::Stuck { path: vec![0], value: "1".to_string() });
     }
 
     #[test]
     fn operations_that_never_returned_are_optional() {
         let (x, g, one, empty) = (append("x", "1"), get("x"), value("1"), value(""));
         // Seen by a later get: it took effect.
-        let seen = KeyOps {
-            ops: vec![op(&g, Some(&one), 0), op(&x, None, 0)],
-            required: 1,
-        };
+        let seen = KeyOps { ops: vec![op(&g, Some(&one), 0), op(&x, None, 0)], required: 1 };
         assert_eq!(search(&seen, 100), Outcome::Linearizable);
         // Not seen: it never took effect (or not yet).
-        let unseen = KeyOps {
-            ops: vec![op(&g, Some(&empty), 0), op(&x, None, 0)],
-            required: 1,
-        };
+        let unseen = KeyOps { ops: vec![op(&g, Some(&empty), 0), op(&x, None, 0)], required: 1 };
         assert_eq!(search(&unseen, 0), Outcome::Linearizable);
     }
 }

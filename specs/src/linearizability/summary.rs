@@ -87,10 +87,7 @@ impl Summary {
         if let Some(key) = self.key_of(client) {
             panic!("{client} invokes {op} with an operation on key {key:?} in flight");
         }
-        let key = self
-            .keys
-            .entry(op.key().to_string())
-            .or_insert_with(KeySummary::new);
+        let key = self.keys.entry(op.key().to_string()).or_insert_with(KeySummary::new);
         key.pending.insert(client, op);
         key.close();
     }
@@ -141,18 +138,14 @@ impl Summary {
     pub fn check(&self) -> Result<(), Violation> {
         match &self.violation {
             None => Ok(()),
-            Some((key, description)) => Err(Violation::new(
-                LINEARIZABLE,
-                format!("key {key:?}: {description}"),
-            )),
+            Some((key, description)) => Err(Violation::new(LINEARIZABLE, format!("key {key:?}: {description}"))),
         }
     }
 
     /// The key of `client`'s operation in flight.
     fn key_of(&self, client: ClientId) -> Option<&str> {
         let mut keys = self.keys.iter();
-        keys.find(|(_, key)| key.pending.contains_key(&client))
-            .map(|(name, _)| name.as_str())
+        keys.find(|(_, key)| key.pending.contains_key(&client)).map(|(name, _)| name.as_str())
     }
 }
 
@@ -161,10 +154,7 @@ impl KeySummary {
     fn new() -> KeySummary {
         KeySummary {
             pending: OrdMap::new(),
-            configs: OrdSet::unit(Config {
-                value: String::new(),
-                linearized: OrdMap::new(),
-            }),
+            configs: OrdSet::unit(Config { value: String::new(), linearized: OrdMap::new() }),
         }
     }
 
@@ -194,10 +184,7 @@ impl KeySummary {
     /// effect with that result, and forgets it. The set stays closed (extending a kept
     /// configuration gives a kept one). On an empty set, describes the completion.
     fn complete(&mut self, client: ClientId, output: &OpOutput) -> Result<(), String> {
-        let op = self
-            .pending
-            .remove(&client)
-            .expect("the client has an operation here");
+        let op = self.pending.remove(&client).expect("the client has an operation here");
         let mut kept = OrdSet::new();
         let mut possible = OrdSet::new();
         for config in &self.configs {
@@ -283,10 +270,7 @@ mod tests {
         run(&mut s, C1, get("x"), value("a"));
         let (key, description) = s.violation().expect("a stale read");
         assert_eq!(key, "x");
-        assert_eq!(
-            description,
-            "c1 get x -> value \"a\", but it could only have returned value \"b\""
-        );
+        assert_eq!(description, "c1 get x -> value \"a\", but it could only have returned value \"b\"");
         let err = s.check().unwrap_err();
         assert_eq!(err.property, LINEARIZABLE);
         assert!(err.detail.starts_with("key \"x\": c1 get x"), "{err}");
@@ -416,10 +400,7 @@ mod tests {
         let name = s.key_of(client).unwrap().to_string();
         let key = s.keys.get_mut(&name).unwrap();
         key.pending.remove(&client);
-        let configs = key
-            .configs
-            .iter()
-            .filter(|c| c.linearized.contains_key(&client));
+        let configs = key.configs.iter().filter(|c| c.linearized.contains_key(&client));
         key.configs = configs
             .map(|c| {
                 let mut c = c.clone();
@@ -437,16 +418,9 @@ mod tests {
             // Stale read.
             &[(C1, put("x", "a"), done()), (C2, get("x"), Some(value("")))],
             // Duplicated append.
-            &[
-                (C1, append("x", "a"), done()),
-                (C2, get("x"), Some(value("aa"))),
-            ],
+            &[(C1, append("x", "a"), done()), (C2, get("x"), Some(value("aa")))],
             // A write seen, then unseen.
-            &[
-                (C1, append("x", "a"), None),
-                (C2, get("x"), Some(value("a"))),
-                (C3, get("x"), Some(value(""))),
-            ],
+            &[(C1, append("x", "a"), None), (C2, get("x"), Some(value("a"))), (C3, get("x"), Some(value("")))],
         ];
         for history in bad {
             let (mut good, mut broken) = (Summary::new(), Summary::new());

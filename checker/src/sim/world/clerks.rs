@@ -16,7 +16,13 @@ impl Sim {
         let mut order: Vec<NodeId> = (0..self.servers.len()).map(node_id).collect();
         order.shuffle(&mut self.rng);
         let clerk = Clerk::new(clerk_id(c), &order);
-        self.clerks.push(ClerkSlot { clerk, retry: TimerSlot::default(), in_flight: None, last_output: None, driver: None });
+        self.clerks.push(ClerkSlot {
+            clerk,
+            retry: TimerSlot::default(),
+            in_flight: None,
+            last_output: None,
+            driver: None,
+        });
         if let Some(to) = reachable {
             self.connect_clerk(c, to);
         }
@@ -68,7 +74,11 @@ impl Sim {
         let what = op.to_string();
         self.invoke(c, op)?;
         if !self.run_while(self.cfg.time_limit, |s| !s.is_idle(c))? {
-            return Err(format!("{} {what} did not complete within the {} s limit", clerk_id(c), self.cfg.time_limit / crate::sim::SEC));
+            return Err(format!(
+                "{} {what} did not complete within the {} s limit",
+                clerk_id(c),
+                self.cfg.time_limit / crate::sim::SEC
+            ));
         }
         Ok(self.clerks[c].last_output.clone().expect("completed"))
     }

@@ -23,8 +23,8 @@ use super::trace::{Event, Recent, TraceHash};
 use super::workload::ClientLoop;
 use super::{Micros, MS};
 use model::{
-    step, Bug, Clerk, ClerkInput, ClientId, Config, DurableChange, Endpoint, Envelope, Input, LogIndex, NodeId,
-    Note, Op, OpOutput, PeerMsg, Server, Timer, TimerCommand, Wire,
+    step, Bug, Clerk, ClerkInput, ClientId, Config, DurableChange, Endpoint, Envelope, Input, LogIndex, NodeId, Note,
+    Op, OpOutput, PeerMsg, Server, Timer, TimerCommand, Wire,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -574,7 +574,9 @@ impl Sim {
             (Endpoint::Server(from), Endpoint::Server(to), Wire::Peer(msg)) => {
                 self.step_server(node_index(to), Input::Receive { from, msg })
             }
-            (_, Endpoint::Server(to), Wire::Request(request)) => self.step_server(node_index(to), Input::Client(request)),
+            (_, Endpoint::Server(to), Wire::Request(request)) => {
+                self.step_server(node_index(to), Input::Client(request))
+            }
             (Endpoint::Server(from), Endpoint::Clerk(c), Wire::Reply(reply)) => {
                 self.step_clerk(clerk_index(c), ClerkInput::Reply { from, reply })
             }
