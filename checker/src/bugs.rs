@@ -109,7 +109,7 @@ pub fn catalog() -> Vec<BugCase> {
         case(MatchFromNextIndex, specs::LEADER_COMPLETENESS, three_terms, exhaustive()),
         // A follower needs a stale entry after a prefix the leader's request verifies, and a
         // request that stops short of it: one entry per AppendEntries. Depth-first finds it
-        // after about 4.8 M states; random walks did not within 200,000 walks.
+        // after 1.5-2 M states; random walks did not within 200,000 walks.
         case(
             CommitWithoutMatch,
             specs::STATE_MACHINE_SAFETY,

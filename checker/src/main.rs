@@ -210,7 +210,9 @@ fn bug_zoo(only: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!("{:<26} {:<34} {:>6} {:>11} {:>8}  how", "bug", "caught by", "steps", "states", "seconds");
+    // "NOT CAUGHT (…)" is 13 characters longer than the property's name.
+    let width = cases.iter().map(|c| c.property.len() + 13).max().unwrap_or(0).max("caught by".len());
+    println!("{:<26} {:<width$} {:>6} {:>11} {:>8}  how", "bug", "caught by", "steps", "states", "seconds");
     let mut missed = 0;
     for case in &cases {
         let finding = checker::bugs::hunt(case);
@@ -229,9 +231,8 @@ fn bug_zoo(only: Option<&str>) -> ExitCode {
         };
         missed += usize::from(finding.trace().is_none());
         println!(
-            "{:<26} {:<34} {:>6} {:>11} {:>8.1}  {how}",
+            "{:<26} {caught:<width$} {:>6} {:>11} {:>8.1}  {how}",
             case.bug.name(),
-            caught,
             steps,
             states,
             o.elapsed.as_secs_f64()

@@ -4,13 +4,13 @@
 //! routes a reply to the connection that last sent a request of that client id; a connection
 //! too far behind drops replies (the clerk retries with the same seq and gets the same answer).
 
-use crate::faults::{Fate, Faults};
+use crate::client_conn::ClientConn;
+use crate::event::Event;
+use crate::faults::Faults;
 use crate::frame::{self, Expect};
 use crate::inbound::Inbox;
 use crate::net::Tracker;
-use crate::outbox::{Outbox, Sent};
-use crate::server::Event;
-use model::{ClientReply, NodeId};
+use crate::outbox::Outbox;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,51 +26,6 @@ pub(crate) struct ClientLimits {
     pub max_reply: usize,
     /// Reply bytes kept for a clerk that does not read them, at most.
     pub pending_bytes: usize,
-}
-
-/// The loop's end of one client connection. Dropping it ends the connection's writer thread.
-pub(crate) struct ClientConn {
-    outbox: Arc<Outbox>,
-    max_reply: usize,
-    /// This server, and the fault hook that may drop replies (labrpc's unreliable mode).
-    me: NodeId,
-    faults: Faults,
-    /// The replies of the current batch, sent together by [`ClientConn::flush`].
-    buf: Vec<u8>,
-}
-
-impl ClientConn {
-    /// Adds `reply` to what [`ClientConn::flush`] sends.
-    pub(crate) fn push(&mut self, reply: &ClientReply) {
-        if self.faults.client_reply(self.me, reply.client) == Fate::Drop {
-            return;
-        }
-        if let Err(e) = frame::encode_frame(reply, self.max_reply, &mut self.buf) {
-            tracing::error!(error = %e, "reply not sent");
-        }
-    }
-
-    /// Nothing pushed since the last flush.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// Sends the replies pushed since the last flush.
-    pub(crate) fn flush(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        if self.outbox.send(&self.buf) == Sent::Dropped {
-            tracing::debug!(bytes = self.buf.len(), "client connection gone or too far behind: replies dropped");
-        }
-        self.buf.clear();
-    }
-}
-
-impl Drop for ClientConn {
-    fn drop(&mut self) {
-        self.outbox.close();
-    }
 }
 
 /// Accepts one client connection: the handshake, then its reply outbox and writer thread; the
@@ -105,7 +60,6 @@ pub(crate) fn accept(
     if spawned.is_err() {
         return;
     }
-    let replies =
-        ClientConn { outbox, max_reply: limits.max_reply, me: expect.node, faults: faults.clone(), buf: Vec::new() };
+    let replies = ClientConn::new(outbox, limits.max_reply, expect.node, faults.clone());
     events.send(Event::ClientOpen { conn, replies, stream, guard });
 }

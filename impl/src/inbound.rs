@@ -10,9 +10,9 @@
 //! The channel stays for what does not come from a socket: sockets handed over, frames a
 //! fault delays, and the stop request. [`Inbox::send`] wakes the poll after each.
 
+use crate::event::Event;
 use crate::frame::{Assembler, FrameError};
 use crate::net::SocketGuard;
-use crate::server::Event;
 use model::NodeId;
 use serde::de::DeserializeOwned;
 use std::io::{self, Read};

@@ -20,8 +20,10 @@
 
 pub mod bench;
 pub mod clerk;
+mod client_conn;
 mod client_port;
 pub mod config;
+mod event;
 pub mod faults;
 pub mod frame;
 pub mod history;

@@ -8,11 +8,11 @@
 //! pile up to a bound and are then dropped (Raft tolerates lost messages; the core resends on
 //! the next heartbeat), and neither the loop nor the other links wait for it.
 
+use crate::event::Event;
 use crate::frame::{self, Dialer, Expect, Hello};
 use crate::inbound::Inbox;
 use crate::net::Tracker;
 use crate::outbox::{Outbox, Sent};
-use crate::server::Event;
 use model::{NodeId, PeerMsg};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -27,8 +27,10 @@
 //! decides nothing about the protocol; it only converts events into `Input`s and executes
 //! `Output`s.
 
-use crate::client_port::{self, ClientConn, ClientLimits};
+use crate::client_conn::ClientConn;
+use crate::client_port::{self, ClientLimits};
 use crate::config::{ServerConfig, Timing};
+use crate::event::Event;
 use crate::faults::{self, Fate, Faults};
 use crate::frame::{Expect, FrameError};
 use crate::inbound::{Inbound, Inbox, ReadEnd, Source};
@@ -55,34 +57,6 @@ const EVENT_QUEUE: usize = 8192;
 const WAKER: mio::Token = mio::Token(0);
 /// How long `stop` waits for the transport threads.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the transport threads tell the loop (messages on connections it reads itself do not
-/// come this way; see `inbound.rs`).
-pub(crate) enum Event {
-    /// A peer's connection, after the handshake: the loop reads it from now on.
-    PeerConn {
-        from: NodeId,
-        stream: TcpStream,
-        guard: SocketGuard,
-    },
-    /// A clerk's connection, after the handshake, with where its replies go.
-    ClientOpen {
-        conn: u64,
-        replies: ClientConn,
-        stream: TcpStream,
-        guard: SocketGuard,
-    },
-    /// A frame a fault delayed.
-    Peer {
-        from: NodeId,
-        msg: PeerMsg,
-    },
-    Client {
-        conn: u64,
-        request: ClientRequest,
-    },
-    Stop,
-}
 
 /// Why a server could not start, or why it stopped.
 #[derive(Debug)]

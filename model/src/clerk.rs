@@ -6,7 +6,8 @@
 //! When every server in a row has answered `WrongLeader` (no leader right now, e.g. during an
 //! election), the clerk stops and waits for its retry timer instead of circling at full speed.
 
-use crate::types::{ClientId, ClientReply, ClientRequest, ClientResult, NodeId, Op, OpOutput, Seq};
+use crate::message::{ClientReply, ClientRequest, ClientResult};
+use crate::types::{ClientId, NodeId, Op, OpOutput, Seq};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -13,8 +13,9 @@
 use crate::bug::Bug;
 use crate::io::{Note, Output};
 use crate::kv::Applied;
+use crate::message::{ClientReply, ClientRequest, ClientResult};
 use crate::state::{Pending, Server};
-use crate::types::{ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, Op, OpOutput};
+use crate::types::{Command, Entry, LogIndex, Op, OpOutput};
 
 impl Server {
     /// A clerk's request: a follower or candidate redirects; the leader appends the command,

@@ -5,8 +5,9 @@
 
 use crate::bug::Bug;
 use crate::io::{Note, Output};
+use crate::message::PeerMsg;
 use crate::state::{LeaderState, Role, Server};
-use crate::types::{LogIndex, NodeId, PeerMsg, Term, Timer};
+use crate::types::{LogIndex, NodeId, Term, Timer};
 
 impl Server {
     /// Figure 2, Rules for Servers, Followers: "If election timeout elapses without receiving

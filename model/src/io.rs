@@ -10,10 +10,9 @@
 //!
 //! A crash loses everything but what was persisted; restart with `Server::restore`.
 
+use crate::message::{ClientReply, ClientRequest, PeerMsg};
 use crate::state::DurableChange;
-use crate::types::{
-    ClientId, ClientReply, ClientRequest, Command, LogIndex, NodeId, OpOutput, PeerMsg, Seq, Term, Timer,
-};
+use crate::types::{ClientId, Command, LogIndex, NodeId, OpOutput, Seq, Term, Timer};
 use serde::{Deserialize, Serialize};
 
 /// Everything that can happen to a server.

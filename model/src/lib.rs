@@ -22,6 +22,7 @@ mod election;
 pub mod io;
 pub mod kv;
 pub mod log;
+pub mod message;
 pub mod net;
 mod replication;
 pub mod snapshot;
@@ -34,11 +35,9 @@ pub use clerk::{clerk_step, Clerk, ClerkInput, ClerkOutput};
 pub use io::{Input, Note, Output, TimerCommand};
 pub use kv::{Applied, KvState, Session};
 pub use log::Log;
+pub use message::{ClientReply, ClientRequest, ClientResult, PeerMsg};
 pub use net::{Endpoint, Envelope, Wire};
 pub use snapshot::Snapshot;
 pub use state::{Config, Durable, DurableChange, LeaderState, Pending, ReplayError, Role, Server};
 pub use step::{step, step_in_place};
-pub use types::{
-    ClientId, ClientReply, ClientRequest, ClientResult, Command, Entry, LogIndex, NodeId, Op, OpOutput, PeerMsg, Seq,
-    Term, Timer,
-};
+pub use types::{ClientId, Command, Entry, LogIndex, NodeId, Op, OpOutput, Seq, Term, Timer};

@@ -1,7 +1,8 @@
 //! Addresses and envelopes for drivers that carry the core's messages themselves (the model
 //! checker, the simulator, transcript tests): plain data, no transport.
 
-use crate::types::{ClientId, ClientReply, ClientRequest, NodeId, PeerMsg};
+use crate::message::{ClientReply, ClientRequest, PeerMsg};
+use crate::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -4,8 +4,9 @@
 
 use crate::bug::Bug;
 use crate::io::Output;
+use crate::message::PeerMsg;
 use crate::state::{Role, Server};
-use crate::types::{Entry, LogIndex, NodeId, PeerMsg, Term, Timer};
+use crate::types::{Entry, LogIndex, NodeId, Term, Timer};
 
 /// The fields of an AppendEntries request, as a handler argument.
 pub(crate) struct AppendRequest {

@@ -9,8 +9,9 @@
 
 use crate::bug::Bug;
 use crate::io::{Input, Note, Output};
+use crate::message::{ClientReply, ClientResult, PeerMsg};
 use crate::state::{Config, Durable, DurableChange, Role, Server};
-use crate::types::{ClientReply, ClientResult, Entry, LogIndex, NodeId, PeerMsg, Term, Timer};
+use crate::types::{Entry, LogIndex, NodeId, Term, Timer};
 
 /// Advances `server` by one input. Pure: the same arguments always give the same result.
 #[must_use]
