@@ -29,11 +29,14 @@ use model::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use specs::Ghost;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
 mod clerks;
+mod outages;
+mod queue;
 mod raft_view;
+
+use queue::{Pending, Popped, Queued, TimerSlot};
 
 /// What a failed check or a stuck scenario reports.
 pub type SimResult<T> = Result<T, String>;
@@ -131,56 +134,6 @@ pub struct Recorded {
     pub ret_tick: Option<i64>,
 }
 
-/// A server's timer: the deadline the core asked for, and the one queued event that stands
-/// for it. Re-arming to a later deadline queues nothing new (the queued event, when it comes,
-/// moves itself to the deadline), so a follower that hears a heartbeat every few milliseconds
-/// does not fill the queue with dead timers.
-#[derive(Clone, Copy, Debug, Default)]
-struct TimerSlot {
-    deadline: Option<Micros>,
-    queued: Option<Micros>,
-}
-
-enum Popped {
-    Fire,
-    Requeue(Micros),
-    Ignore,
-}
-
-impl TimerSlot {
-    /// Arms the timer; returns the time of an event to queue, if one is needed.
-    fn set(&mut self, deadline: Micros) -> Option<Micros> {
-        self.deadline = Some(deadline);
-        if self.queued.is_none_or(|q| q > deadline) {
-            self.queued = Some(deadline);
-            return Some(deadline);
-        }
-        None
-    }
-
-    fn cancel(&mut self) {
-        self.deadline = None;
-    }
-
-    fn pop(&mut self, at: Micros) -> Popped {
-        if self.queued != Some(at) {
-            return Popped::Ignore; // superseded by an earlier event
-        }
-        self.queued = None;
-        match self.deadline {
-            None => Popped::Ignore,
-            Some(d) if d > at => {
-                self.queued = Some(d);
-                Popped::Requeue(d)
-            }
-            Some(_) => {
-                self.deadline = None;
-                Popped::Fire
-            }
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default)]
 struct NodeMeta {
     up: bool,
@@ -210,40 +163,6 @@ pub struct ClerkSlot {
     /// The output of the last completed operation.
     pub last_output: Option<OpOutput>,
     pub driver: Option<ClientLoop>,
-}
-
-#[derive(Debug)]
-enum Pending {
-    Deliver { envelope: Envelope, sender: u32, receiver: u32 },
-    ServerTimer { node: usize, timer: Timer, incarnation: u32 },
-    ClerkTimer { clerk: usize },
-}
-
-struct Queued {
-    at: Micros,
-    seq: u64,
-    what: Pending,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Queued) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Queued) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    /// Reversed, so that `BinaryHeap` pops the earliest (time, sequence number) first.
-    fn cmp(&self, other: &Queued) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
 }
 
 /// One simulated cluster.
@@ -716,130 +635,5 @@ impl Sim {
                 TimerCommand::Cancel(Timer::Heartbeat) => self.nodes[n].heartbeat.cancel(),
             }
         }
-    }
-
-    // ----- crashes
-
-    /// Records something the scenario did, in the trace and its hash.
-    pub fn world(&mut self, what: String) {
-        self.hash.record(&(self.now, 2u8, &what));
-        if self.verbose {
-            println!("{}", Event::World { at: self.now, what: what.clone() });
-        }
-        self.recent.push(Event::World { at: self.now, what });
-    }
-
-    /// Server `n` loses everything but its `Durable`; its timers stop and messages to or from
-    /// this incarnation are lost.
-    pub fn crash(&mut self, n: usize) {
-        if !self.nodes[n].up {
-            return;
-        }
-        self.world(format!("crash {}", node_id(n)));
-        let (restored, _) = Server::restore(self.config(n), self.servers[n].durable.clone());
-        self.servers[n] = restored;
-        let meta = &mut self.nodes[n];
-        meta.up = false;
-        meta.incarnation += 1;
-        meta.election = TimerSlot::default();
-        meta.heartbeat = TimerSlot::default();
-        self.stats.crashes += 1;
-    }
-
-    /// Server `n` starts again from what it persisted.
-    pub fn restart(&mut self, n: usize) {
-        if self.nodes[n].up {
-            return;
-        }
-        self.world(format!("restart {}", node_id(n)));
-        let (server, out) = Server::restore(self.config(n), self.servers[n].durable.clone());
-        self.ghost.observe_restart(&server);
-        let restored = server.durable.snapshot.last_index;
-        self.servers[n] = server;
-        self.record_snapshot(n, restored);
-        self.nodes[n].up = true;
-        self.apply_timers(n, &out.timers);
-    }
-
-    // ----- links
-
-    /// kvraft's `partition(p1, p2, ...)`: links between servers of one group are enabled, all
-    /// other server↔server links are cut (clerk links are untouched).
-    pub fn partition(&mut self, groups: &[Vec<usize>]) {
-        let shown: Vec<String> = groups.iter().map(|g| names(g)).collect();
-        self.world(format!("partition {}", shown.join(" | ")));
-        let group_of = |k: usize| groups.iter().position(|g| g.contains(&k));
-        let n = self.servers.len();
-        for a in 0..n {
-            for b in a + 1..n {
-                let together = group_of(a).is_some() && group_of(a) == group_of(b);
-                self.links.set(Endpoint::Server(node_id(a)), Endpoint::Server(node_id(b)), together);
-            }
-        }
-    }
-
-    /// kvraft's `ConnectAll`: every server↔server link enabled.
-    pub fn connect_all_servers(&mut self) {
-        let all: Vec<usize> = (0..self.servers.len()).collect();
-        self.partition(&[all]);
-    }
-
-    /// kvraft's `ConnectClient(ck, to)`: the clerk reaches exactly the servers in `to`.
-    pub fn connect_clerk(&mut self, c: usize, to: &[usize]) {
-        self.world(format!("clerk {} reaches {}", clerk_id(c), names(to)));
-        for k in 0..self.servers.len() {
-            self.links.set(Endpoint::Clerk(clerk_id(c)), Endpoint::Server(node_id(k)), to.contains(&k));
-        }
-    }
-
-    /// The Raft lab's `disconnect(i)`: every link into and out of server `i` is cut.
-    pub fn disconnect(&mut self, i: usize) {
-        self.world(format!("disconnect {}", node_id(i)));
-        self.nodes[i].connected = false;
-        for k in (0..self.servers.len()).filter(|&k| k != i) {
-            self.links.set(Endpoint::Server(node_id(i)), Endpoint::Server(node_id(k)), false);
-        }
-    }
-
-    /// The Raft lab's `connect(i)`: links between `i` and the connected servers are enabled.
-    pub fn connect(&mut self, i: usize) {
-        self.world(format!("connect {}", node_id(i)));
-        self.nodes[i].connected = true;
-        for k in (0..self.servers.len()).filter(|&k| k != i && self.nodes[k].connected) {
-            self.links.set(Endpoint::Server(node_id(i)), Endpoint::Server(node_id(k)), true);
-        }
-    }
-
-    pub fn is_connected(&self, i: usize) -> bool {
-        self.nodes[i].connected
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rearmed_timer_keeps_one_event_and_fires_at_its_last_deadline() {
-        let mut slot = TimerSlot::default();
-        assert_eq!(slot.set(100), Some(100));
-        assert_eq!(slot.set(150), None, "later: the queued event moves itself");
-        assert!(matches!(slot.pop(100), Popped::Requeue(150)));
-        assert_eq!(slot.set(120), Some(120), "earlier: a new event");
-        assert!(matches!(slot.pop(120), Popped::Fire));
-        assert!(matches!(slot.pop(150), Popped::Ignore), "the superseded event");
-        assert_eq!(slot.set(200), Some(200));
-        slot.cancel();
-        assert!(matches!(slot.pop(200), Popped::Ignore));
-    }
-
-    #[test]
-    fn the_queue_orders_by_time_then_by_scheduling() {
-        let mut heap = BinaryHeap::new();
-        for (seq, at) in [(0, 5), (1, 3), (2, 5), (3, 1)] {
-            heap.push(Queued { at, seq, what: Pending::ClerkTimer { clerk: 0 } });
-        }
-        let order: Vec<(u64, u64)> = std::iter::from_fn(|| heap.pop().map(|q| (q.at, q.seq))).collect();
-        assert_eq!(order, [(1, 3), (3, 1), (5, 0), (5, 2)]);
     }
 }
