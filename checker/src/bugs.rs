@@ -2,7 +2,7 @@
 //! configuration found that exposes it, the property expected to catch it, and how to explore
 //! it. Used by `checker bugs` (a table) and by the CI test that keeps every bug caught.
 
-use crate::run::{self, Outcome, RunOptions, Status, Strategy};
+use crate::run::{self, Outcome, PropertyStatus, RunOptions, Strategy};
 use crate::setup::{Delivery, Setup};
 use crate::system::System;
 use model::Bug;
@@ -30,7 +30,7 @@ impl Finding {
     /// The counterexample for the expected property, if it was violated.
     pub fn trace(&self) -> Option<&[crate::Action]> {
         match self.outcome.status(self.case.property) {
-            Some(Status::Violated { trace }) => Some(trace),
+            Some(PropertyStatus::Violated { trace }) => Some(trace),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! `cargo run --release -p checker [-- OPTIONS] [check|explore]`: explore kvraft's core
 //! exhaustively and say whether Get/Put/Append stay linearizable and execute at most once.
 
-use checker::run::{self, RunOptions, Status, Strategy};
+use checker::run::{self, PropertyStatus, RunOptions, Strategy};
 use checker::{Delivery, Setup, System};
 use clap::Parser;
 use std::process::ExitCode;
@@ -283,11 +283,11 @@ fn suite(cli: &Cli, which: checker::suite::Which) -> ExitCode {
         }
         incomplete |= !outcome.complete;
         for (name, status) in &outcome.properties {
-            let is_sometimes = matches!(status, Status::Reached { .. } | Status::NotReached);
+            let is_sometimes = matches!(status, PropertyStatus::Reached { .. } | PropertyStatus::NotReached);
             if !names.iter().any(|(n, _)| n == name) {
                 names.push((name, is_sometimes));
             }
-            if matches!(status, Status::Reached { .. }) && !reached.iter().any(|(n, _)| n == name) {
+            if matches!(status, PropertyStatus::Reached { .. }) && !reached.iter().any(|(n, _)| n == name) {
                 reached.push((name, format!("run {}", k + 1)));
             }
         }
@@ -369,15 +369,15 @@ fn check_one(system: &System, cli: &Cli) -> (run::Outcome, bool) {
     }
     for (name, status) in &outcome.properties {
         let verdict = match status {
-            Status::Held => "held",
-            Status::Violated { .. } => "VIOLATED",
-            Status::Reached { .. } => "reached",
-            Status::NotReached => "NOT REACHED",
+            PropertyStatus::Held => "held",
+            PropertyStatus::Violated { .. } => "VIOLATED",
+            PropertyStatus::Reached { .. } => "reached",
+            PropertyStatus::NotReached => "NOT REACHED",
         };
         println!("  {verdict:>11}  {name}");
     }
     for (name, status) in &outcome.properties {
-        if let Status::Violated { trace } = status {
+        if let PropertyStatus::Violated { trace } = status {
             println!("\nCounterexample for \"{name}\" ({} steps):", trace.len());
             print!("{}", run::describe_trace(system, trace));
             if let Some(detail) = run::violation_detail(system, name, trace) {

@@ -59,7 +59,7 @@ impl Default for RunOptions {
 
 /// The verdict on one property.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Status {
+pub enum PropertyStatus {
     Held,
     Violated { trace: Vec<Action> },
     Reached { trace: Vec<Action> },
@@ -75,21 +75,21 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The bounded space was explored completely (no depth bound, no timeout, no early stop).
     pub complete: bool,
-    pub properties: Vec<(&'static str, Status)>,
+    pub properties: Vec<(&'static str, PropertyStatus)>,
 }
 
 impl Outcome {
-    pub fn status(&self, name: &str) -> Option<&Status> {
+    pub fn status(&self, name: &str) -> Option<&PropertyStatus> {
         self.properties.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
     }
 
     /// Every `always` held and every `sometimes` was reached.
     pub fn passed(&self) -> bool {
-        self.properties.iter().all(|(_, s)| matches!(s, Status::Held | Status::Reached { .. }))
+        self.properties.iter().all(|(_, s)| matches!(s, PropertyStatus::Held | PropertyStatus::Reached { .. }))
     }
 
     pub fn violations(&self) -> Vec<&'static str> {
-        self.properties.iter().filter(|(_, s)| matches!(s, Status::Violated { .. })).map(|(n, _)| *n).collect()
+        self.properties.iter().filter(|(_, s)| matches!(s, PropertyStatus::Violated { .. })).map(|(n, _)| *n).collect()
     }
 }
 
@@ -189,11 +189,11 @@ fn finish(system: &System, checker: impl Checker<System>, options: &RunOptions, 
             let status = match (&p.expectation, found) {
                 (Expectation::Always | Expectation::Eventually, Some(trace)) => {
                     stopped_early = true;
-                    Status::Violated { trace: first_violation(system, &p, trace) }
+                    PropertyStatus::Violated { trace: first_violation(system, &p, trace) }
                 }
-                (Expectation::Sometimes, Some(trace)) => Status::Reached { trace },
-                (Expectation::Sometimes, None) => Status::NotReached,
-                (_, None) => Status::Held,
+                (Expectation::Sometimes, Some(trace)) => PropertyStatus::Reached { trace },
+                (Expectation::Sometimes, None) => PropertyStatus::NotReached,
+                (_, None) => PropertyStatus::Held,
             };
             (p.name, status)
         })
@@ -232,10 +232,12 @@ fn random(system: &System, options: &RunOptions, out: &mut dyn Write) -> Outcome
         .map(|p| {
             let violation = report.violations.iter().find(|(n, _)| *n == p.name);
             let status = match (&p.expectation, violation) {
-                (Expectation::Sometimes, _) if report.reached.contains(p.name) => Status::Reached { trace: Vec::new() },
-                (Expectation::Sometimes, _) => Status::NotReached,
-                (_, Some((_, trace))) => Status::Violated { trace: first_violation(system, &p, trace.clone()) },
-                (_, None) => Status::Held,
+                (Expectation::Sometimes, _) if report.reached.contains(p.name) => {
+                    PropertyStatus::Reached { trace: Vec::new() }
+                }
+                (Expectation::Sometimes, _) => PropertyStatus::NotReached,
+                (_, Some((_, trace))) => PropertyStatus::Violated { trace: first_violation(system, &p, trace.clone()) },
+                (_, None) => PropertyStatus::Held,
             };
             (p.name, status)
         })

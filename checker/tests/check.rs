@@ -7,7 +7,7 @@ use checker::properties::{
     CRASH_RECOVERED, DUPLICATE_SUPPRESSED, GET_SEES_APPEND, LEADER_ELECTED, OPERATION_COMPLETES,
     RESTORED_FROM_SNAPSHOT, RETRIED_AT_NEW_LEADER, SNAPSHOT_INSTALLED,
 };
-use checker::run::{self, Outcome, RunOptions, Status};
+use checker::run::{self, Outcome, PropertyStatus, RunOptions};
 use checker::{Delivery, Setup, System};
 
 /// A small base (`Setup::quiet`): no loss, no crashes, no heartbeats, no clerk timeouts.
@@ -26,7 +26,7 @@ fn assert_passes(outcome: &Outcome, reached: &[&str]) {
     assert!(outcome.violations().is_empty(), "violated: {:?}", outcome.violations());
     for name in reached {
         assert!(
-            matches!(outcome.status(name), Some(Status::Reached { .. })),
+            matches!(outcome.status(name), Some(PropertyStatus::Reached { .. })),
             "{name:?} not reached: {:?}",
             outcome.status(name)
         );

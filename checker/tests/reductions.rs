@@ -6,7 +6,7 @@
 //! must also be smaller, or the reduction is not doing anything.
 
 use checker::bugs;
-use checker::run::{self, Outcome, RunOptions, Status};
+use checker::run::{self, Outcome, PropertyStatus, RunOptions};
 use checker::{Delivery, Reductions, Setup, System};
 use model::Bug;
 use std::collections::BTreeSet;
@@ -23,7 +23,8 @@ fn explore(setup: &Setup, reductions: Reductions, symmetry: bool) -> Outcome {
 
 fn verdicts(o: &Outcome) -> (BTreeSet<&'static str>, BTreeSet<&'static str>) {
     let violated = o.violations().into_iter().collect();
-    let reached = o.properties.iter().filter(|(_, s)| matches!(s, Status::Reached { .. })).map(|(n, _)| *n).collect();
+    let reached =
+        o.properties.iter().filter(|(_, s)| matches!(s, PropertyStatus::Reached { .. })).map(|(n, _)| *n).collect();
     (violated, reached)
 }
 

@@ -6,12 +6,12 @@
 //! cores in the test profile; `cargo run --release -p checker -- simulate --seeds N` sweeps
 //! more.
 
-use checker::sim::{self, Failure, Report, RunOptions};
+use checker::sim::{self, Failure, Report, ScenarioOptions};
 use model::Bug;
 
 fn run(name: &str, seed: u64, bug: Option<Bug>) -> Result<Report, Failure> {
     let scenario = sim::find(name).unwrap_or_else(|| panic!("no scenario {name}"));
-    sim::run(&scenario, seed, &RunOptions { bug, verbose: false })
+    sim::run(&scenario, seed, &ScenarioOptions { bug, verbose: false })
 }
 
 fn sweep(name: &str, seeds: u64) {

@@ -1,7 +1,7 @@
 //! `checker simulate`: runs scenarios over seeds, a progress line per run, a summary table,
 //! and for each failure the reason, the last events and the replay command.
 
-use super::{all, find, run, seconds, Failure, RunOptions, Scenario};
+use super::{all, find, run, seconds, Failure, Scenario, ScenarioOptions};
 use clap::Parser;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -66,7 +66,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = RunOptions { bug, verbose: cli.trace };
+    let options = ScenarioOptions { bug, verbose: cli.trace };
     let mut rows: Vec<(&'static str, Row)> = Vec::new();
     let mut failures = Vec::new();
     for scenario in &scenarios {
@@ -96,7 +96,7 @@ fn chosen(names: &[String]) -> Result<Vec<Scenario>, String> {
 
 /// Runs `scenario` for each of the command line's seeds, printing a line per run; failed runs
 /// are added to `failures`.
-fn run_seeds(scenario: &Scenario, cli: &SimulateCli, options: &RunOptions, failures: &mut Vec<Failure>) -> Row {
+fn run_seeds(scenario: &Scenario, cli: &SimulateCli, options: &ScenarioOptions, failures: &mut Vec<Failure>) -> Row {
     let mut row = Row::default();
     for seed in cli.seed..cli.seed.saturating_add(cli.seeds) {
         row.runs += 1;

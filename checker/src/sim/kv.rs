@@ -4,7 +4,7 @@
 //!
 //! Servers are numbered from 0 here, as in the lab (node ids are one more).
 
-use super::net::NetConfig;
+use super::links::NetConfig;
 use super::workload::{check_clnt_appends, check_concurrent_appends, ClientLoop, Workload};
 use super::world::{Sim, SimConfig, SimResult};
 use super::{seconds, Micros, MS, SEC};

@@ -40,7 +40,7 @@
 
 pub mod cli;
 pub mod kv;
-pub mod net;
+pub mod links;
 pub mod raft;
 pub mod raft_more;
 pub mod raft_snap;
@@ -68,7 +68,7 @@ pub const LINEARIZABILITY_BUDGET: u64 = 2_000_000;
 
 /// How to run a scenario, beyond its seed.
 #[derive(Clone, Debug, Default)]
-pub struct RunOptions {
+pub struct ScenarioOptions {
     /// A deliberately broken core (needs the `bugs` feature).
     pub bug: Option<Bug>,
     /// Print every event and the core's output.
@@ -143,7 +143,7 @@ pub fn seconds(t: Micros) -> String {
 ///
 /// # Errors
 /// A [`Failure`] naming the scenario, the seed and the reason.
-pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Report, Failure> {
+pub fn run(scenario: &Scenario, seed: u64, options: &ScenarioOptions) -> Result<Report, Failure> {
     let mut cfg = scenario.config();
     cfg.bug = options.bug;
     let started = Instant::now();

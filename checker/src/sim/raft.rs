@@ -9,7 +9,7 @@
 //! A command is a `Put` of the lab's integer, submitted by [`Sim::start`] as the request of a
 //! client of its own.
 
-use super::net::NetConfig;
+use super::links::NetConfig;
 use super::world::{Sim, SimConfig, SimResult};
 use super::{Micros, MS, SEC};
 use model::{LogIndex, Term};

@@ -8,7 +8,7 @@
 //! simulator's invariants (`snapshot_content`, `applied_monotonic`); `nCommitted` counts
 //! indices a server holds only inside a snapshot (see `Sim::record_snapshot`).
 
-use super::net::NetConfig;
+use super::links::NetConfig;
 use super::raft::{check_one_leader, crash1, one, one_value, random_cmd, start1};
 use super::world::{Sim, SimConfig, SimResult};
 use model::LogIndex;

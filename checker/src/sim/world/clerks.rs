@@ -1,7 +1,7 @@
 //! Clerks: creating them, invoking operations (recorded in the history), the course's blocking
 //! `Put`/`Get`/`check`, client loops, and the clerk's steps through `model::clerk_step`.
 
-use super::{clerk_id, node_id, ClerkSlot, Pending, Recorded, Sim, SimResult, TimerSlot};
+use super::{clerk_id, node_id, Recorded, Scheduled, Sim, SimClerk, SimResult, TimerSlot};
 use crate::sim::trace::Event;
 use crate::sim::workload::ClientLoop;
 use model::{clerk_step, Clerk, ClerkInput, ClientId, Endpoint, NodeId, Op, OpOutput, Wire};
@@ -16,7 +16,7 @@ impl Sim {
         let mut order: Vec<NodeId> = (0..self.servers.len()).map(node_id).collect();
         order.shuffle(&mut self.rng);
         let clerk = Clerk::new(clerk_id(c), &order);
-        self.clerks.push(ClerkSlot {
+        self.clerks.push(SimClerk {
             clerk,
             retry: TimerSlot::default(),
             in_flight: None,
@@ -160,7 +160,7 @@ impl Sim {
         match out.retry_timer {
             Some(true) => {
                 if let Some(at) = self.clerks[c].retry.set(self.now + self.cfg.clerk_retry) {
-                    self.push(at, Pending::ClerkTimer { clerk: c });
+                    self.push(at, Scheduled::ClerkTimer { clerk: c });
                 }
             }
             Some(false) => self.clerks[c].retry.cancel(),

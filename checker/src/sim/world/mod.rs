@@ -18,7 +18,7 @@
 //!   for the linearizability check at the end (`clerks`).
 //! - `raft_view` gives the Raft lab's view of the servers: `Start` and the applied logs.
 
-use super::net::{is_reply, Fate, Links, NetConfig};
+use super::links::{is_reply, Links, NetConfig, Transit};
 use super::trace::{Event, Recent, TraceHash};
 use super::workload::ClientLoop;
 use super::{Micros, MS};
@@ -36,7 +36,7 @@ mod outages;
 mod queue;
 mod raft_view;
 
-use queue::{Pending, Popped, Queued, TimerSlot};
+use queue::{Popped, Queued, Scheduled, TimerSlot};
 
 /// What a failed check or a stuck scenario reports.
 pub type SimResult<T> = Result<T, String>;
@@ -155,7 +155,7 @@ struct NodeMeta {
 
 /// A clerk, its retry timer, its operation in flight and the client loop driving it.
 #[derive(Clone, Debug)]
-pub struct ClerkSlot {
+pub struct SimClerk {
     pub clerk: Clerk,
     retry: TimerSlot,
     /// Index in the history of the operation in flight.
@@ -175,7 +175,7 @@ pub struct Sim {
     rng: StdRng,
     servers: Vec<Server>,
     nodes: Vec<NodeMeta>,
-    clerks: Vec<ClerkSlot>,
+    clerks: Vec<SimClerk>,
     links: Links,
     /// The latest arrival time scheduled on each link (for FIFO links).
     link_last: BTreeMap<(Endpoint, Endpoint), Micros>,
@@ -306,7 +306,7 @@ impl Sim {
         &mut self.rng
     }
 
-    pub fn clerk(&self, c: usize) -> &ClerkSlot {
+    pub fn clerk(&self, c: usize) -> &SimClerk {
         &self.clerks[c]
     }
 
@@ -342,7 +342,7 @@ impl Sim {
 
     // ----- running
 
-    fn push(&mut self, at: Micros, what: Pending) {
+    fn push(&mut self, at: Micros, what: Scheduled) {
         self.queue.push(Queued { at, seq: self.next_seq, what });
         self.next_seq += 1;
     }
@@ -386,8 +386,8 @@ impl Sim {
     fn process(&mut self, q: Queued) -> SimResult<()> {
         self.now = q.at;
         match q.what {
-            Pending::Deliver { envelope, sender, receiver } => self.deliver(envelope, sender, receiver),
-            Pending::ServerTimer { node, timer, incarnation } => {
+            Scheduled::Deliver { envelope, sender, receiver } => self.deliver(envelope, sender, receiver),
+            Scheduled::ServerTimer { node, timer, incarnation } => {
                 let meta = &mut self.nodes[node];
                 if !meta.up || meta.incarnation != incarnation {
                     return Ok(());
@@ -399,16 +399,16 @@ impl Sim {
                 match slot.pop(q.at) {
                     Popped::Fire => self.step_server(node, Input::Timeout(timer)),
                     Popped::Requeue(at) => {
-                        self.push(at, Pending::ServerTimer { node, timer, incarnation });
+                        self.push(at, Scheduled::ServerTimer { node, timer, incarnation });
                         Ok(())
                     }
                     Popped::Ignore => Ok(()),
                 }
             }
-            Pending::ClerkTimer { clerk } => match self.clerks[clerk].retry.pop(q.at) {
+            Scheduled::ClerkTimer { clerk } => match self.clerks[clerk].retry.pop(q.at) {
                 Popped::Fire => self.step_clerk(clerk, ClerkInput::Timeout),
                 Popped::Requeue(at) => {
-                    self.push(at, Pending::ClerkTimer { clerk });
+                    self.push(at, Scheduled::ClerkTimer { clerk });
                     Ok(())
                 }
                 Popped::Ignore => Ok(()),
@@ -447,8 +447,8 @@ impl Sim {
             return;
         }
         match self.cfg.net.fate(is_reply(&wire), &mut self.rng) {
-            Fate::Dropped => self.stats.lost += 1,
-            Fate::Delayed(delays) => {
+            Transit::Dropped => self.stats.lost += 1,
+            Transit::Delayed(delays) => {
                 let (sender, receiver) = (self.incarnation(from), self.incarnation(to));
                 for delay in delays {
                     let mut at = self.now + delay;
@@ -458,7 +458,7 @@ impl Sim {
                         *last = at;
                     }
                     let envelope = Envelope { from, to, wire: wire.clone() };
-                    self.push(at, Pending::Deliver { envelope, sender, receiver });
+                    self.push(at, Scheduled::Deliver { envelope, sender, receiver });
                 }
             }
         }
@@ -628,7 +628,7 @@ impl Sim {
                     };
                     if let Some(at) = slot.set(self.now + duration) {
                         let incarnation = meta.incarnation;
-                        self.push(at, Pending::ServerTimer { node: n, timer, incarnation });
+                        self.push(at, Scheduled::ServerTimer { node: n, timer, incarnation });
                     }
                 }
                 TimerCommand::Cancel(Timer::Election) => self.nodes[n].election.cancel(),

@@ -56,7 +56,7 @@ impl TimerSlot {
 }
 
 #[derive(Debug)]
-pub(super) enum Pending {
+pub(super) enum Scheduled {
     Deliver { envelope: Envelope, sender: u32, receiver: u32 },
     ServerTimer { node: usize, timer: Timer, incarnation: u32 },
     ClerkTimer { clerk: usize },
@@ -65,7 +65,7 @@ pub(super) enum Pending {
 pub(super) struct Queued {
     pub at: Micros,
     pub seq: u64,
-    pub what: Pending,
+    pub what: Scheduled,
 }
 
 impl PartialEq for Queued {
@@ -112,7 +112,7 @@ mod tests {
     fn the_queue_orders_by_time_then_by_scheduling() {
         let mut heap = BinaryHeap::new();
         for (seq, at) in [(0, 5), (1, 3), (2, 5), (3, 1)] {
-            heap.push(Queued { at, seq, what: Pending::ClerkTimer { clerk: 0 } });
+            heap.push(Queued { at, seq, what: Scheduled::ClerkTimer { clerk: 0 } });
         }
         let order: Vec<(u64, u64)> = std::iter::from_fn(|| heap.pop().map(|q| (q.at, q.seq))).collect();
         assert_eq!(order, [(1, 3), (3, 1), (5, 0), (5, 2)]);

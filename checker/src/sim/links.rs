@@ -51,7 +51,7 @@ impl Default for NetConfig {
 
 /// What the network decided for one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fate {
+pub enum Transit {
     /// Lost to the unreliable network.
     Dropped,
     /// Delivered after each of these delays (one, or two when duplicated).
@@ -76,12 +76,12 @@ impl NetConfig {
     }
 
     /// Draws the fate of one message on an enabled link.
-    pub fn fate(&self, reply: bool, rng: &mut impl Rng) -> Fate {
+    pub fn fate(&self, reply: bool, rng: &mut impl Rng) -> Transit {
         if self.unreliable && rng.random_bool(UNRELIABLE_DROP) {
-            return Fate::Dropped;
+            return Transit::Dropped;
         }
         let copies = if self.duplicate > 0.0 && rng.random_bool(self.duplicate) { 2 } else { 1 };
-        Fate::Delayed((0..copies).map(|_| self.delay(reply, rng)).collect())
+        Transit::Delayed((0..copies).map(|_| self.delay(reply, rng)).collect())
     }
 
     fn delay(&self, reply: bool, rng: &mut impl Rng) -> Micros {
@@ -141,10 +141,10 @@ mod tests {
         let (mut dropped, mut slow_requests, mut slow_replies) = (0, 0, 0);
         for _ in 0..10_000 {
             match net.fate(false, &mut rng) {
-                Fate::Dropped => dropped += 1,
-                Fate::Delayed(d) => slow_requests += usize::from(d[0] > 0),
+                Transit::Dropped => dropped += 1,
+                Transit::Delayed(d) => slow_requests += usize::from(d[0] > 0),
             }
-            if let Fate::Delayed(d) = net.fate(true, &mut rng) {
+            if let Transit::Delayed(d) = net.fate(true, &mut rng) {
                 slow_replies += usize::from(d[0] > 0);
             }
         }
