@@ -1,7 +1,7 @@
 //! What the transport threads tell a server's event loop through its channel (`Inbox`, in `inbound.rs`).
 
 use crate::client_conn::ClientConn;
-use crate::net::SocketGuard;
+use crate::tracker::SocketGuard;
 use model::{ClientRequest, NodeId, PeerMsg};
 use std::net::TcpStream;
 

@@ -115,7 +115,7 @@ impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.shared {
             None => f.write_str("Faults(none)"),
-            Some(s) => write!(f, "Faults({:?})", crate::net::lock(&s.state)),
+            Some(s) => write!(f, "Faults({:?})", crate::tracker::lock(&s.state)),
         }
     }
 }
@@ -141,7 +141,7 @@ impl Faults {
         let Some(shared) = &self.shared else {
             panic!("Faults::default() cannot be configured; use Faults::new(seed)")
         };
-        let mut state = crate::net::lock(&shared.state);
+        let mut state = crate::tracker::lock(&shared.state);
         change(&mut state);
         shared.active.store(!state.quiet(), Ordering::Release);
     }
@@ -244,7 +244,7 @@ impl Faults {
         if !shared.active.load(Ordering::Acquire) {
             return None;
         }
-        Some(crate::net::lock(&shared.state))
+        Some(crate::tracker::lock(&shared.state))
     }
 
     /// The fate of a peer frame `from` → `to`, judged at `to`.

@@ -12,7 +12,7 @@
 
 use crate::event::Event;
 use crate::frame::{Assembler, FrameError};
-use crate::net::SocketGuard;
+use crate::tracker::SocketGuard;
 use model::NodeId;
 use serde::de::DeserializeOwned;
 use std::io::{self, Read};

@@ -29,11 +29,11 @@ pub mod frame;
 pub mod history;
 mod inbound;
 pub mod local;
-mod net;
 mod outbox;
 mod peer;
 pub mod server;
 pub mod storage;
+mod tracker;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkError};
 pub use config::{ClusterMap, Limits, ServerConfig, Timing};

@@ -10,7 +10,7 @@
 //! loop never waits for a slow or dead peer: past `limit` pending bytes, new frames are dropped
 //! (Raft and the clerk tolerate lost messages).
 
-use crate::net::lock;
+use crate::tracker::lock;
 use socket2::SockRef;
 use std::io::{self, Write};
 use std::net::TcpStream;

@@ -11,8 +11,8 @@
 use crate::event::Event;
 use crate::frame::{self, Dialer, Expect, Hello};
 use crate::inbound::Inbox;
-use crate::net::Tracker;
 use crate::outbox::{Outbox, Sent};
+use crate::tracker::Tracker;
 use model::{NodeId, PeerMsg};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

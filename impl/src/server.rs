@@ -34,9 +34,9 @@ use crate::event::Event;
 use crate::faults::{self, Fate, Faults};
 use crate::frame::{Expect, FrameError};
 use crate::inbound::{Inbound, Inbox, ReadEnd, Source};
-use crate::net::{self, lock, SocketGuard, Tracker};
 use crate::peer::{self, PeerLink};
 use crate::storage::{Identity, Storage, StorageError};
+use crate::tracker::{self, lock, SocketGuard, Tracker};
 use model::{
     ClientId, ClientReply, ClientRequest, DurableChange, Input, NodeId, Note, Output, PeerMsg, Timer, TimerCommand,
 };
@@ -178,7 +178,7 @@ pub fn start_with_listeners(
     spawn_acceptors(&config, &tracker, &events, peer_listener, client_listener)?;
 
     let status = Arc::new(Mutex::new(Status::default()));
-    let node = Node {
+    let node = EventLoop {
         server,
         storage,
         peers,
@@ -270,7 +270,7 @@ fn spawn_acceptors(
         peers: Some(config.members.keys().copied().filter(|&p| p != id).collect()),
     };
     let (t, ev) = (tracker.clone(), events.clone());
-    net::spawn_acceptor(tracker, format!("{id}-peer-accept"), peer_listener, move |stream, addr| {
+    tracker::spawn_acceptor(tracker, format!("{id}-peer-accept"), peer_listener, move |stream, addr| {
         peer::accept_inbound(stream, addr, &t, &peer_expect, &ev);
     })
     .map_err(ServerError::Io)?;
@@ -278,7 +278,7 @@ fn spawn_acceptors(
     let limits =
         ClientLimits { max_reply: config.limits.max_reply_frame(), pending_bytes: config.limits.client_pending_bytes };
     let (t, ev, faults) = (tracker.clone(), events.clone(), config.faults.clone());
-    net::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
+    tracker::spawn_acceptor(tracker, format!("{id}-client-accept"), client_listener, move |stream, addr| {
         client_port::accept(stream, addr, &t, &client_expect, &ev, limits, &faults);
     })
     .map_err(ServerError::Io)
@@ -337,8 +337,8 @@ impl ServerHandle {
     fn shutdown(&mut self) -> Result<(), ServerError> {
         let Some(event_loop) = self.event_loop.take() else { return Ok(()) };
         self.tracker.stop();
-        net::wake(self.peer_addr);
-        net::wake(self.client_addr);
+        tracker::wake(self.peer_addr);
+        tracker::wake(self.client_addr);
         self.events.send(Event::Stop);
         let result = event_loop.join().unwrap_or_else(|panic| {
             let why = panic
@@ -428,7 +428,7 @@ impl Timers {
 }
 
 /// The event loop's state.
-struct Node {
+struct EventLoop {
     server: model::Server,
     storage: Storage,
     peers: BTreeMap<NodeId, PeerLink>,
@@ -461,7 +461,7 @@ struct Node {
     on_disk: model::Durable,
 }
 
-impl Node {
+impl EventLoop {
     fn run(mut self, restored: Output) -> Result<(), ServerError> {
         self.collect(restored);
         self.flush()?;
