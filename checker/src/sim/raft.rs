@@ -341,6 +341,60 @@ pub fn fail_no_agree(sim: &mut Sim) -> SimResult<()> {
     Ok(())
 }
 
+/// TestFollowerFailure2B: agreement despite one disconnected follower; with both followers
+/// gone the leader's entry at index 4 is not committed after 2 s.
+///
+/// # Errors
+/// The lab's messages.
+pub fn follower_failure(sim: &mut Sim) -> SimResult<()> {
+    let servers = sim.servers().len();
+    one(sim, 101, servers, false)?;
+    let leader1 = check_one_leader(sim)?;
+    sim.disconnect((leader1 + 1) % servers);
+    one(sim, 102, servers - 1, false)?;
+    sleep(sim, RAFT_ELECTION_TIMEOUT)?;
+    one(sim, 103, servers - 1, false)?;
+    let leader2 = check_one_leader(sim)?;
+    sim.disconnect((leader2 + 1) % servers);
+    sim.disconnect((leader2 + 2) % servers);
+    let (index, _) = sim.start(leader2, "104".into())?.ok_or("leader rejected Start()")?;
+    if index != LogIndex(4) {
+        return Err(format!("expected index 4, got {index}"));
+    }
+    sleep(sim, 2 * RAFT_ELECTION_TIMEOUT)?;
+    let (n, _) = sim.n_committed(index)?;
+    if n > 0 {
+        return Err(format!("{n} committed but no majority"));
+    }
+    Ok(())
+}
+
+/// TestLeaderFailure2B: a new leader after the leader's disconnection; with the second leader
+/// gone too, `Start(104)` on every server commits nothing at index 4 within 2 s.
+///
+/// # Errors
+/// The lab's messages.
+pub fn leader_failure(sim: &mut Sim) -> SimResult<()> {
+    let servers = sim.servers().len();
+    one(sim, 101, servers, false)?;
+    let leader1 = check_one_leader(sim)?;
+    sim.disconnect(leader1);
+    one(sim, 102, servers - 1, false)?;
+    sleep(sim, RAFT_ELECTION_TIMEOUT)?;
+    one(sim, 103, servers - 1, false)?;
+    let leader2 = check_one_leader(sim)?;
+    sim.disconnect(leader2);
+    for k in 0..servers {
+        sim.start(k, "104".into())?;
+    }
+    sleep(sim, 2 * RAFT_ELECTION_TIMEOUT)?;
+    let (n, _) = sim.n_committed(LogIndex(4))?;
+    if n > 0 {
+        return Err(format!("{n} committed but no majority"));
+    }
+    Ok(())
+}
+
 /// TestRejoin2B: a partitioned leader's uncommitted entries are overwritten when it rejoins.
 ///
 /// # Errors

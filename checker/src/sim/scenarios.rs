@@ -4,7 +4,7 @@
 
 use super::kv::{self, Generic};
 use super::raft;
-use super::raft_more;
+use super::raft_concurrent;
 use super::raft_snap;
 use super::world::{Sim, SimConfig, SimResult};
 use super::LINEARIZABILITY_BUDGET;
@@ -175,12 +175,12 @@ pub fn all() -> Vec<Scenario> {
         special("persist3_2c", "TestPersist32C", Suite::Raft, raft::three, raft::persist3),
         special("figure8_2c", "TestFigure82C", Suite::Raft, raft::five, raft::figure8),
         special("figure8_unreliable_2c", "TestFigure8Unreliable2C", Suite::Raft, raft::five_unreliable, raft::figure8_unreliable),
-        special("follower_failure_2b", "TestFollowerFailure2B", Suite::Raft, raft::three, raft_more::follower_failure),
-        special("leader_failure_2b", "TestLeaderFailure2B", Suite::Raft, raft::three, raft_more::leader_failure),
-        special("concurrent_starts_2b", "TestConcurrentStarts2B", Suite::Raft, raft::three, raft_more::concurrent_starts),
-        special("unreliable_agree_2c", "TestUnreliableAgree2C", Suite::Raft, raft::five_unreliable, raft_more::unreliable_agree),
-        special("reliable_churn_2c", "TestReliableChurn2C", Suite::Raft, raft::five, raft_more::churn),
-        special("unreliable_churn_2c", "TestUnreliableChurn2C", Suite::Raft, raft::five_unreliable, raft_more::churn),
+        special("follower_failure_2b", "TestFollowerFailure2B", Suite::Raft, raft::three, raft::follower_failure),
+        special("leader_failure_2b", "TestLeaderFailure2B", Suite::Raft, raft::three, raft::leader_failure),
+        special("concurrent_starts_2b", "TestConcurrentStarts2B", Suite::Raft, raft::three, raft_concurrent::concurrent_starts),
+        special("unreliable_agree_2c", "TestUnreliableAgree2C", Suite::Raft, raft::five_unreliable, raft_concurrent::unreliable_agree),
+        special("reliable_churn_2c", "TestReliableChurn2C", Suite::Raft, raft::five, raft_concurrent::churn),
+        special("unreliable_churn_2c", "TestUnreliableChurn2C", Suite::Raft, raft::five_unreliable, raft_concurrent::churn),
         special("rpc_bytes_2b", "TestRPCBytes2B", Suite::Raft, raft::three, raft_snap::rpc_bytes),
         special("snapshot_basic_2d", "TestSnapshotBasic2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_basic),
         special("snapshot_install_2d", "TestSnapshotInstall2D", Suite::Raft, raft_snap::three_snapshots, raft_snap::snapshot_install),

@@ -1,72 +1,14 @@
-//! More of the course's Raft tests (docs/lab-tests.md, "The 28 Raft tests"): the failure tests
-//! of 2B, concurrent `Start`s, and the 2C tests whose lab versions run goroutines next to the
-//! test's script (concurrent `one()` calls, churn submitters). Those goroutines are [`Task`]s
+//! The course's concurrent Raft tests (docs/lab-tests.md, "The 28 Raft tests"): concurrent
+//! `Start`s (2B), and the 2C tests whose lab versions run goroutines next to the test's script
+//! (concurrent `one()` calls, churn submitters). Those goroutines are [`Task`]s
 //! here: small state machines with the goroutine's sleeps as wake-up times, stepped in virtual
 //! time between the script's own steps.
 
-use super::raft::{check_one_leader, crash1, one, start1, wait, RAFT_ELECTION_TIMEOUT};
+use super::raft::{check_one_leader, crash1, one, sleep, start1, wait, RAFT_ELECTION_TIMEOUT};
 use super::world::{Sim, SimResult};
 use super::{Micros, MS, SEC};
 use model::LogIndex;
 use rand::Rng;
-
-fn sleep(sim: &mut Sim, d: Micros) -> SimResult<()> {
-    sim.run_until(sim.now() + d)
-}
-
-/// TestFollowerFailure2B: agreement despite one disconnected follower; with both followers
-/// gone the leader's entry at index 4 is not committed after 2 s.
-///
-/// # Errors
-/// The lab's messages.
-pub fn follower_failure(sim: &mut Sim) -> SimResult<()> {
-    let servers = sim.servers().len();
-    one(sim, 101, servers, false)?;
-    let leader1 = check_one_leader(sim)?;
-    sim.disconnect((leader1 + 1) % servers);
-    one(sim, 102, servers - 1, false)?;
-    sleep(sim, RAFT_ELECTION_TIMEOUT)?;
-    one(sim, 103, servers - 1, false)?;
-    let leader2 = check_one_leader(sim)?;
-    sim.disconnect((leader2 + 1) % servers);
-    sim.disconnect((leader2 + 2) % servers);
-    let (index, _) = sim.start(leader2, "104".into())?.ok_or("leader rejected Start()")?;
-    if index != LogIndex(4) {
-        return Err(format!("expected index 4, got {index}"));
-    }
-    sleep(sim, 2 * RAFT_ELECTION_TIMEOUT)?;
-    let (n, _) = sim.n_committed(index)?;
-    if n > 0 {
-        return Err(format!("{n} committed but no majority"));
-    }
-    Ok(())
-}
-
-/// TestLeaderFailure2B: a new leader after the leader's disconnection; with the second leader
-/// gone too, `Start(104)` on every server commits nothing at index 4 within 2 s.
-///
-/// # Errors
-/// The lab's messages.
-pub fn leader_failure(sim: &mut Sim) -> SimResult<()> {
-    let servers = sim.servers().len();
-    one(sim, 101, servers, false)?;
-    let leader1 = check_one_leader(sim)?;
-    sim.disconnect(leader1);
-    one(sim, 102, servers - 1, false)?;
-    sleep(sim, RAFT_ELECTION_TIMEOUT)?;
-    one(sim, 103, servers - 1, false)?;
-    let leader2 = check_one_leader(sim)?;
-    sim.disconnect(leader2);
-    for k in 0..servers {
-        sim.start(k, "104".into())?;
-    }
-    sleep(sim, 2 * RAFT_ELECTION_TIMEOUT)?;
-    let (n, _) = sim.n_committed(LogIndex(4))?;
-    if n > 0 {
-        return Err(format!("{n} committed but no majority"));
-    }
-    Ok(())
-}
 
 /// TestConcurrentStarts2B: five `Start`s at the same instant on the leader (in a random order,
 /// as goroutines would) all commit in its term; retried up to 5 times, 3 s apart, when the
