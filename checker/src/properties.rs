@@ -23,22 +23,14 @@ pub fn for_setup(setup: &Setup) -> Vec<Property<System>> {
 pub fn all() -> Vec<Property<System>> {
     vec![
         Property::always(specs::LINEARIZABLE, |_, s: &SysState| s.clients.is_linearizable()),
-        Property::always(specs::AT_MOST_ONCE, |_, s: &SysState| specs::at_most_once(&s.ghost).is_ok()),
         Property::always(specs::APPLIED_MONOTONIC, |_, s: &SysState| s.monotonic),
-        Property::always(specs::ELECTION_SAFETY, |_, s: &SysState| {
-            specs::election_safety(&servers(s), &s.ghost).is_ok()
-        }),
-        Property::always(specs::COMMIT_BOUNDS, |_, s: &SysState| specs::commit_bounds(&servers(s)).is_ok()),
-        Property::always(specs::LOG_MATCHING, |_, s: &SysState| specs::log_matching(&servers(s)).is_ok()),
-        Property::always(specs::LEADER_COMPLETENESS, |_, s: &SysState| {
-            specs::leader_completeness(&servers(s), &s.ghost).is_ok()
-        }),
-        Property::always(specs::STATE_MACHINE_SAFETY, |_, s: &SysState| {
-            specs::state_machine_safety(&servers(s), &s.ghost).is_ok()
-        }),
-        Property::always(specs::SNAPSHOT_CONTENT, |_, s: &SysState| {
-            specs::snapshot_content(&servers(s), &s.ghost).is_ok()
-        }),
+        always::<0>(),
+        always::<1>(),
+        always::<2>(),
+        always::<3>(),
+        always::<4>(),
+        always::<5>(),
+        always::<6>(),
         Property::sometimes(LEADER_ELECTED, |_, s: &SysState| s.nodes.iter().any(|n| n.server.is_leader())),
         Property::sometimes(OPERATION_COMPLETES, |_, s: &SysState| s.clerks.iter().any(completed_one)),
         Property::sometimes(GET_SEES_APPEND, |_, s: &SysState| s.get_saw_append),
@@ -50,6 +42,18 @@ pub fn all() -> Vec<Property<System>> {
             s.nodes.iter().any(|n| n.up && n.restored_from.is_some_and(|i| n.server.last_applied > i))
         }),
     ]
+}
+
+// `all` has one `always::<K>()` line per entry of the table (a test checks each appears once).
+const _: () = assert!(specs::INVARIANTS.len() == 7);
+
+/// Entry `K` of `specs::INVARIANTS` as a property (stateright takes a function pointer, so the
+/// entry is chosen by a const parameter rather than captured).
+fn always<const K: usize>() -> Property<System> {
+    fn holds<const K: usize>(_: &System, s: &SysState) -> bool {
+        (specs::INVARIANTS[K].check)(&servers(s), &s.ghost).is_ok()
+    }
+    Property::always(specs::INVARIANTS[K].name, holds::<K>)
 }
 
 pub const LEADER_ELECTED: &str = "a leader is elected";
@@ -115,16 +119,24 @@ fn recovered_and_caught_up(s: &SysState) -> bool {
 
 /// Why property `name` fails in `s`, in `specs`' words (for counterexample reports).
 pub fn detail(name: &str, s: &SysState) -> Option<String> {
-    let servers = servers(s);
-    let result = match name {
-        specs::AT_MOST_ONCE => specs::at_most_once(&s.ghost),
-        specs::ELECTION_SAFETY => specs::election_safety(&servers, &s.ghost),
-        specs::COMMIT_BOUNDS => specs::commit_bounds(&servers),
-        specs::LOG_MATCHING => specs::log_matching(&servers),
-        specs::LEADER_COMPLETENESS => specs::leader_completeness(&servers, &s.ghost),
-        specs::STATE_MACHINE_SAFETY => specs::state_machine_safety(&servers, &s.ghost),
-        specs::SNAPSHOT_CONTENT => specs::snapshot_content(&servers, &s.ghost),
-        _ => return None,
-    };
-    result.err().map(|v| v.to_string())
+    let invariant = specs::invariant(name)?;
+    (invariant.check)(&servers(s), &s.ghost).err().map(|v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_invariant_of_the_table_is_a_property_once() {
+        let names: Vec<&str> = all().iter().map(|p| p.name).collect();
+        for invariant in &specs::INVARIANTS {
+            let times = names.iter().filter(|&&n| n == invariant.name).count();
+            assert_eq!(times, 1, "{} appears {times} times", invariant.name);
+        }
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "two properties share a name");
+    }
 }

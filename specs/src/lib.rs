@@ -68,20 +68,38 @@ pub const SNAPSHOT_CONTENT: &str = "a snapshot is the state machine of its commi
 /// Herlihy & Wing 1990: the clients' history has a legal sequential order respecting real time.
 pub const LINEARIZABLE: &str = "linearizable";
 
-/// Every single-state invariant over all servers' current states and the ghost, cheapest
-/// first: at-most-once, commit bounds, election safety, log matching, leader completeness,
-/// state machine safety, snapshot content. ([`applied_monotonic`] relates two states, so it is checked per step.)
+/// A property of one state of a cluster: every server's current state, and the ghost.
+#[derive(Clone, Copy, Debug)]
+pub struct Invariant {
+    pub name: &'static str,
+    pub check: fn(&[Server], &Ghost) -> Result<(), Violation>,
+}
+
+/// Every single-state invariant, cheapest first. This is the one list: [`check_all`], the
+/// model checker's properties and its violation details, and the simulator all read it.
+/// ([`applied_monotonic`] relates two states, and [`LINEARIZABLE`] a whole history, so they
+/// are checked apart.) Bounds come before the rest, whose checks index logs by them.
+pub const INVARIANTS: [Invariant; 7] = [
+    Invariant { name: AT_MOST_ONCE, check: |_, ghost| at_most_once(ghost) },
+    Invariant { name: COMMIT_BOUNDS, check: |servers, _| commit_bounds(servers) },
+    Invariant { name: ELECTION_SAFETY, check: election_safety },
+    Invariant { name: LOG_MATCHING, check: |servers, _| log_matching(servers) },
+    Invariant { name: LEADER_COMPLETENESS, check: leader_completeness },
+    Invariant { name: STATE_MACHINE_SAFETY, check: state_machine_safety },
+    Invariant { name: SNAPSHOT_CONTENT, check: snapshot_content },
+];
+
+/// The invariant called `name`.
+pub fn invariant(name: &str) -> Option<&'static Invariant> {
+    INVARIANTS.iter().find(|i| i.name == name)
+}
+
+/// Checks every [`INVARIANTS`] entry, in order.
 ///
 /// # Errors
 /// The first [`Violation`] found.
 pub fn check_all(servers: &[Server], ghost: &Ghost) -> Result<(), Violation> {
-    at_most_once(ghost)?;
-    commit_bounds(servers)?;
-    election_safety(servers, ghost)?;
-    log_matching(servers)?;
-    leader_completeness(servers, ghost)?;
-    state_machine_safety(servers, ghost)?;
-    snapshot_content(servers, ghost)
+    INVARIANTS.iter().try_for_each(|i| (i.check)(servers, ghost))
 }
 
 #[cfg(test)]
