@@ -14,7 +14,6 @@ pub mod inert;
 pub mod properties;
 pub mod run;
 pub mod setup;
-pub mod sim;
 pub mod suite;
 pub mod symmetry;
 pub mod system;

@@ -161,7 +161,7 @@ impl Cli {
 
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "simulate") {
-        return checker::sim::cli::main(std::env::args_os().skip(1));
+        return simulator::cli::main(std::env::args_os().skip(1));
     }
     let cli = Cli::parse();
     if cli.mode == Mode::Simulate {

@@ -2,7 +2,7 @@
 //! connect/disconnect of servers and clerks.
 
 use super::{clerk_id, names, node_id, Sim, TimerSlot};
-use crate::sim::trace::Event;
+use crate::trace::Event;
 use model::{Endpoint, Server};
 
 impl Sim {

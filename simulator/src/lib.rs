@@ -6,10 +6,10 @@
 //!
 //! - [`world`]: the cluster (event queue, servers through `model::step`, clerks through
 //!   `model::clerk_step`, crashes, links, invariants after every step, the history).
-//! - [`net`]: labrpc's fault model for messages.
+//! - [`links`]: labrpc's fault model for messages.
 //! - [`workload`]: the course's client loops and append checks.
 //! - [`kv`], [`raft`], [`raft_concurrent`], [`raft_snap`]: the scenarios; [`scenarios`] lists them.
-//! - [`cli`]: `checker simulate`.
+//! - [`cli`]: `checker simulate` (the checker's binary hands its arguments to [`cli::main`]).
 //!
 //! A run ends with a full invariant check and the linearizability check of its whole history
 //! (per key, bounded; an inconclusive search fails the run unless the scenario allows it).
@@ -28,7 +28,7 @@
 //!   latency even on the unreliable network, so retries mostly follow real losses).
 //! - **Delays.** Every message takes U[1, 5) ms (a LAN hop plus the sender's fsync); that
 //!   keeps an operation at about 11 ms (TestSpeed's bound is 33.3 ms) and the operation
-//!   counts within a few times the handout's. See [`net`] for the unreliable model.
+//!   counts within a few times the handout's. See [`links`] for the unreliable model.
 //! - **Randomness.** One `StdRng` (ChaCha12, rand 0.9 pinned in Cargo.lock) per run, seeded
 //!   with the seed; draws happen in event order only, so a seed replays exactly on any machine
 //!   with the same build (the trace hash is the witness).
@@ -37,6 +37,8 @@
 //!   (`specs::check_all`) at checkpoints and on a cadence proportional to the state's size.
 //!   Measured: full checks take 12-18% of a run, snapshot-content checks on change about 10%
 //!   where snapshots are frequent.
+
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod kv;

@@ -2,8 +2,8 @@
 //! `Put`/`Get`/`check`, client loops, and the clerk's steps through `model::clerk_step`.
 
 use super::{clerk_id, node_id, Recorded, Scheduled, Sim, SimClerk, SimResult, TimerSlot};
-use crate::sim::trace::Event;
-use crate::sim::workload::ClientLoop;
+use crate::trace::Event;
+use crate::workload::ClientLoop;
 use model::{clerk_step, Clerk, ClerkInput, ClientId, Endpoint, NodeId, Op, OpOutput, Wire};
 use rand::seq::SliceRandom;
 use specs::{TimedOp, Verdict};
@@ -77,7 +77,7 @@ impl Sim {
             return Err(format!(
                 "{} {what} did not complete within the {} s limit",
                 clerk_id(c),
-                self.cfg.time_limit / crate::sim::SEC
+                self.cfg.time_limit / crate::SEC
             ));
         }
         Ok(self.clerks[c].last_output.clone().expect("completed"))

@@ -6,8 +6,8 @@
 //! cores in the test profile; `cargo run --release -p checker -- simulate --seeds N` sweeps
 //! more.
 
-use checker::sim::{self, Failure, Report, ScenarioOptions};
 use model::Bug;
+use simulator::{self as sim, Failure, Report, ScenarioOptions};
 
 fn run(name: &str, seed: u64, bug: Option<Bug>) -> Result<Report, Failure> {
     let scenario = sim::find(name).unwrap_or_else(|| panic!("no scenario {name}"));

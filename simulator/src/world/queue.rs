@@ -1,7 +1,7 @@
 //! The simulator's event queue: events ordered by (time, sequence number), and timers that
 //! keep at most one queued event each.
 
-use crate::sim::Micros;
+use crate::Micros;
 use model::{Envelope, Timer};
 use std::cmp::Ordering;
 
