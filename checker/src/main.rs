@@ -98,7 +98,7 @@ struct Cli {
     /// Switch on a deliberately broken rule of the core (needs `--features bugs`); the names
     /// are those of `model::Bug` (listed by `checker bugs` and in docs/bug-zoo.md).
     #[arg(long)]
-    bug: Option<String>,
+    bug: Option<model::Bug>,
     /// Symmetry reduction over servers (depth-first only): explore one state per class of
     /// states that differ only by renaming servers.
     #[arg(long)]
@@ -123,19 +123,9 @@ struct Cli {
 
 impl Cli {
     fn setup(&self) -> Result<Setup, String> {
-        let bug = match &self.bug {
-            None => None,
-            Some(name) => {
-                let bug = model::Bug::from_name(name).ok_or_else(|| {
-                    let names: Vec<&str> = model::Bug::ALL.iter().map(|b| b.name()).collect();
-                    format!("unknown bug {name:?}; known: {}", names.join(", "))
-                })?;
-                if !model::BUGS_COMPILED {
-                    return Err(format!("--bug {name} needs the broken variants compiled in: cargo run --release -p checker --features bugs -- --bug {name}"));
-                }
-                Some(bug)
-            }
-        };
+        if let (Some(bug), false) = (self.bug, model::BUGS_COMPILED) {
+            return Err(format!("--bug {bug} needs the broken variants compiled in: cargo run --release -p checker --features bugs -- --bug {bug}"));
+        }
         let setup = Setup {
             servers: self.servers,
             clerks: self.clerks,
@@ -151,7 +141,7 @@ impl Cli {
             heartbeats: !self.no_heartbeats,
             max_raft_state: self.max_raft_state,
             max_entries_per_append: self.max_entries_per_append,
-            bug,
+            bug: self.bug,
             reductions: if self.unreduced { checker::Reductions::NONE } else { checker::Reductions::ALL },
         };
         setup.validate()?;
@@ -180,7 +170,7 @@ fn main() -> ExitCode {
         return suite(&cli, which);
     }
     if cli.mode == Mode::Bugs {
-        return bug_zoo(cli.bug.as_deref());
+        return bug_zoo(cli.bug);
     }
     let setup = match cli.setup() {
         Ok(setup) => setup,
@@ -197,18 +187,14 @@ fn main() -> ExitCode {
 }
 
 /// `checker bugs`: every bug hunted in its own configuration, and a table of what caught it.
-fn bug_zoo(only: Option<&str>) -> ExitCode {
+fn bug_zoo(only: Option<model::Bug>) -> ExitCode {
     if !model::BUGS_COMPILED {
         eprintln!("checker: the bug zoo needs the broken variants compiled in: cargo run --release -p checker --features bugs -- bugs");
         return ExitCode::from(2);
     }
     let mut cases = checker::bugs::catalog();
-    if let Some(name) = only {
-        cases.retain(|c| c.bug.name() == name);
-        if cases.is_empty() {
-            eprintln!("checker: unknown bug {name:?}");
-            return ExitCode::from(2);
-        }
+    if let Some(bug) = only {
+        cases.retain(|c| c.bug == bug);
     }
     // "NOT CAUGHT (…)" is 13 characters longer than the property's name.
     let width = cases.iter().map(|c| c.property.len() + 13).max().unwrap_or(0).max("caught by".len());

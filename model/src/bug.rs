@@ -101,6 +101,18 @@ impl Bug {
     }
 }
 
+/// Parses a bug's name (as the command lines take it); the error lists the known names.
+impl std::str::FromStr for Bug {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Bug, String> {
+        Bug::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown bug {name:?}; known: {}", names.join(", "))
+        })
+    }
+}
+
 impl fmt::Display for Bug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
