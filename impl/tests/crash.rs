@@ -235,7 +235,8 @@ impl Clients {
         let mut ck = clerk(servers);
         for (cli, &count) in counts.iter().enumerate() {
             match self.rec.get(&mut ck, &cli.to_string()) {
-                Ok(value) => problems.extend(common::client_appends(cli, &value, count).err().map(Problem::safety)),
+                Ok(value) => problems
+                    .extend(specs::lab_appends::client_appends(cli, &value, count as u64).err().map(Problem::safety)),
                 Err(e) => {
                     problems.push(Problem::other(format!("final get of key {cli}: {e}")));
                     break; // the cluster does not answer: do not wait for it once per key

@@ -155,18 +155,18 @@ fn check_appends_linearizable(ops: &[HistoryOp], key: &str) {
     }
 }
 
-/// The lab's `checkClntAppends` (see `common::client_appends`), failing the test.
+/// The lab's `checkClntAppends` (`specs::lab_appends`), failing the test.
 fn check_client_appends(client: usize, value: &str, count: usize) {
-    if let Err(e) = common::client_appends(client, value, count) {
+    if let Err(e) = specs::lab_appends::client_appends(client, value, count as u64) {
         panic!("{e}");
     }
 }
 
-/// The lab's `checkConcurrentAppends`: every client's items in one shared value, each client's
-/// exactly once and in its own order (interleaving between clients is free).
+/// The lab's `checkConcurrentAppends` (`specs::lab_appends`), failing the test.
 fn check_concurrent_appends(value: &str, counts: &[usize]) {
-    for (client, &count) in counts.iter().enumerate() {
-        check_client_appends(client, value, count);
+    let counts: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
+    if let Err(e) = specs::lab_appends::concurrent_appends(value, &counts) {
+        panic!("{e}");
     }
 }
 

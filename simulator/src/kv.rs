@@ -5,11 +5,12 @@
 //! Servers are numbered from 0 here, as in the lab (node ids are one more).
 
 use super::links::NetConfig;
-use super::workload::{check_clnt_appends, check_concurrent_appends, ClientLoop, Workload};
+use super::workload::{ClientLoop, Workload};
 use super::world::{Sim, SimConfig, SimResult};
 use super::{seconds, Micros, MS, SEC};
 use model::Op;
 use rand::Rng;
+use specs::lab_appends::{client_appends, concurrent_appends};
 
 /// The lab's `electionTimeout` (kvraft): the settle time after a heal or a crash, and the
 /// partitioner's base period.
@@ -86,7 +87,7 @@ pub fn generic(sim: &mut Sim, p: &Generic) -> SimResult<()> {
             let j = sim.clerk(c).driver.as_ref().map_or(0, |d| d.j);
             let v = sim.get(ck, &cli.to_string())?;
             if !p.random_keys {
-                check_clnt_appends(cli, &v, j)?;
+                client_appends(cli, &v, j)?;
             }
         }
         check_sizes(sim, p.max_raft_state)?;
@@ -197,7 +198,7 @@ pub fn speed(sim: &mut Sim) -> SimResult<()> {
     }
     let took = sim.now() - start;
     let v = sim.get(ck, "x")?;
-    check_clnt_appends(0, &v, OPS)?;
+    client_appends(0, &v, OPS)?;
     sim.notes.push(format!(
         "{OPS} appends in {} virtual, {:.2} ms/op",
         seconds(took),
@@ -238,7 +239,7 @@ pub fn unreliable_one_key(sim: &mut Sim) -> SimResult<()> {
         return Err("the appends did not finish by the time limit".into());
     }
     let v = sim.get(ck, "k")?;
-    check_concurrent_appends(&v, &[UPTO; CLIENTS])?;
+    concurrent_appends(&v, &[UPTO; CLIENTS])?;
     appends_linearizable(sim, "k", &v)
 }
 

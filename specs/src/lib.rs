@@ -23,6 +23,7 @@ pub mod commit_bounds;
 pub mod election_safety;
 pub mod ghost;
 pub mod kv_spec;
+pub mod lab_appends;
 pub mod leader_completeness;
 pub mod linearizability;
 pub mod log_matching;

@@ -28,29 +28,3 @@ pub fn to_timed(ops: &[kvraft::history::HistoryOp]) -> Vec<specs::TimedOp> {
         })
         .collect()
 }
-
-/// The lab's `checkClntAppends`: each of `count` items `x <client> <j> y` is in `value` exactly
-/// once and after the previous one; unknown extra items are allowed. The error says which item
-/// is missing, doubled or out of order.
-pub fn client_appends(client: usize, value: &str, count: usize) -> Result<(), String> {
-    let mut last = None;
-    for j in 0..count {
-        let item = format!("x {client} {j} y");
-        let first =
-            value.find(&item).ok_or_else(|| format!("client {client}: missing element {item:?} in {}", tail(value)))?;
-        if value.rfind(&item) != Some(first) {
-            return Err(format!("client {client}: duplicate element {item:?} in {}", tail(value)));
-        }
-        if last.is_some_and(|l| first <= l) {
-            return Err(format!("client {client}: wrong order at {item:?} in {}", tail(value)));
-        }
-        last = Some(first);
-    }
-    Ok(())
-}
-
-/// The tail of a long value.
-fn tail(value: &str) -> String {
-    let start = value.char_indices().rev().nth(59).map_or(0, |(i, _)| i);
-    format!("{} bytes ending {:?}", value.len(), &value[start..])
-}
