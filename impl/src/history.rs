@@ -5,7 +5,6 @@
 
 use crate::clerk::{Clerk, ClerkError};
 use model::{Op, OpOutput};
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Instant;
 
@@ -63,26 +62,35 @@ pub fn timed_call(clerk: &mut Clerk, clock: &Clock, op: Op) -> (HistoryOp, Resul
     (HistoryOp { client, op, output, call, ret }, result)
 }
 
+/// One line of the history format, field for field in its order.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    client: u64,
+    op: &'static str,
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    /// Only for a get that returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a str>,
+    call: i64,
+    #[serde(rename = "return")]
+    ret: Option<i64>,
+}
+
 impl HistoryOp {
     /// The operation as one JSON object (no newline).
     #[must_use]
     pub fn to_json(&self) -> String {
-        let quote = |s: &str| serde_json::Value::from(s).to_string();
-        let (name, key, value) = match &self.op {
+        let (op, key, value) = match &self.op {
             Op::Get { key } => ("get", key, None),
-            Op::Put { key, value } => ("put", key, Some(value)),
-            Op::Append { key, value } => ("append", key, Some(value)),
+            Op::Put { key, value } => ("put", key, Some(value.as_str())),
+            Op::Append { key, value } => ("append", key, Some(value.as_str())),
         };
-        let mut line = format!(r#"{{"client":{},"op":"{name}","key":{}"#, self.client, quote(key));
-        if let Some(value) = value {
-            let _ = write!(line, r#","value":{}"#, quote(value));
-        }
-        if let (Some(output), Some(_)) = (&self.output, self.ret) {
-            let _ = write!(line, r#","output":{}"#, quote(output));
-        }
-        let ret = self.ret.map_or_else(|| "null".to_string(), |r| r.to_string());
-        let _ = write!(line, r#","call":{},"return":{ret}}}"#, self.call);
-        line
+        let output = self.output.as_deref().filter(|_| self.ret.is_some());
+        let line = Line { client: self.client, op, key, value, output, call: self.call, ret: self.ret };
+        // Strings and integers only: serde_json cannot fail on them.
+        serde_json::to_string(&line).unwrap_or_default()
     }
 }
 
