@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bugs;
-pub mod inert;
 pub mod properties;
 pub mod run;
 pub mod setup;

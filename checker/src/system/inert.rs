@@ -25,7 +25,7 @@
 //! parts of the state other than the role (true of every guard in the core: they compare terms
 //! and seqs); `tests/reductions.rs` runs the search with and without this removal and compares.
 
-use crate::system::SysState;
+use super::SysState;
 use model::{
     clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientReply, Endpoint, Input, LeaderState, LogIndex, NodeId, Op,
     Output, PeerMsg, Role, Server, Timer, Wire,

@@ -9,7 +9,6 @@
 //! fsync but before the sends looks, to everyone else, like lost messages (explored when the
 //! network is lossy).
 
-use crate::inert;
 use crate::setup::{Delivery, Setup};
 use model::{
     clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint, Envelope, Input, LogIndex,
@@ -18,6 +17,8 @@ use model::{
 use specs::{Ghost, History, Summary};
 use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
+
+mod inert;
 
 /// One server and the timers the environment holds for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
