@@ -1,4 +1,4 @@
-//! `cargo run --release -p checker [-- OPTIONS] [check|explore]`: explore kvraft's core
+//! `cargo run --release -p checker [-- [check|explore|bugs|simulate] OPTIONS]`: explore kvraft's core
 //! exhaustively and say whether Get/Put/Append stay linearizable and execute at most once.
 
 use checker::run::{self, PropertyStatus, RunOptions, Strategy};
@@ -7,30 +7,45 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Mode {
-    /// Explore and report (default).
-    Check,
-    /// Serve stateright's web explorer for the same configuration.
-    Explore,
-    /// The bug zoo (needs `--features bugs`): run every broken variant in the smallest
-    /// configuration that exposes it and print a table (with `--bug NAME`: that one, with its
-    /// counterexample).
-    Bugs,
-    /// The deterministic simulator running the course's tests in virtual time (must be the
-    /// first argument; `checker simulate --help` lists its options).
-    Simulate,
-}
-
 /// Model-check kvraft's Raft + key/value core: every interleaving of messages, timeouts,
 /// losses and crashes within the bounds, against linearizability, at-most-once execution and
-/// the Raft safety invariants.
-#[derive(Parser, Debug, Clone)]
-#[command(name = "checker", version)]
+/// the Raft safety invariants. With no options: the default suite of configurations.
+#[derive(Parser, Debug)]
+#[command(name = "checker", version, args_conflicts_with_subcommands = true)]
 struct Cli {
-    /// `check` explores and reports; `explore` serves the web explorer.
-    #[arg(value_enum, default_value = "check")]
-    mode: Mode,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Explore and report (what `checker` does without a command).
+    Check(CheckArgs),
+    /// Serve stateright's web explorer for the same configuration.
+    Explore {
+        #[command(flatten)]
+        check: CheckArgs,
+        /// Port of the web explorer (on 127.0.0.1).
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// The bug zoo (needs `--features bugs`): run every broken variant in the smallest
+    /// configuration that exposes it and print a table.
+    Bugs {
+        /// Only this bug, with its configuration and counterexample.
+        #[arg(long)]
+        bug: Option<model::Bug>,
+    },
+    /// The deterministic simulator: the course's Raft and kvraft tests in virtual time, under
+    /// labrpc's faults, on the real core; a seed replays exactly.
+    Simulate(simulator::cli::SimulateArgs),
+}
+
+/// The configuration explored and how: the options of `check` and `explore`.
+#[derive(clap::Args, Debug, Clone)]
+struct CheckArgs {
     /// Number of servers.
     #[arg(long, default_value_t = 3)]
     servers: u32,
@@ -116,12 +131,9 @@ struct Cli {
     /// Stop at the first violated property instead of exploring everything.
     #[arg(long)]
     stop_at_violation: bool,
-    /// Port of the web explorer (on 127.0.0.1).
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
 }
 
-impl Cli {
+impl CheckArgs {
     fn setup(&self) -> Result<Setup, String> {
         if let (Some(bug), false) = (self.bug, model::BUGS_COMPILED) {
             return Err(format!("--bug {bug} needs the broken variants compiled in: cargo run --release -p checker --features bugs -- --bug {bug}"));
@@ -150,29 +162,27 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "simulate") {
-        return simulator::cli::main(std::env::args_os().skip(1));
-    }
     let cli = Cli::parse();
-    if cli.mode == Mode::Simulate {
-        eprintln!("checker: `simulate` must come first: cargo run --release -p checker -- simulate --help");
-        return ExitCode::from(2);
-    }
-    if cli.symmetry && cli.strategy != Strategy::Dfs {
+    let (args, port) = match cli.command {
+        Some(Command::Simulate(args)) => return simulator::cli::main(args),
+        Some(Command::Bugs { bug }) => return bug_zoo(bug),
+        Some(Command::Explore { check, port }) => (check, Some(port)),
+        Some(Command::Check(check)) => (check, None),
+        None => (cli.check, None),
+    };
+    if args.symmetry && args.strategy != Strategy::Dfs {
         eprintln!("checker: --symmetry works with --strategy dfs only (stateright ignores it otherwise)");
         return ExitCode::from(2);
     }
+    // `checker` or `checker check` alone: the default suite.
     let plain = std::env::args_os().skip(1).all(|a| a == "check");
     if plain {
-        return suite(&cli, checker::suite::Which::Default);
+        return suite(&args, checker::suite::Which::Default);
     }
-    if let Some(which) = cli.suite {
-        return suite(&cli, which);
+    if let (Some(which), None) = (args.suite, port) {
+        return suite(&args, which);
     }
-    if cli.mode == Mode::Bugs {
-        return bug_zoo(cli.bug);
-    }
-    let setup = match cli.setup() {
+    let setup = match args.setup() {
         Ok(setup) => setup,
         Err(reason) => {
             eprintln!("checker: {reason}");
@@ -180,9 +190,9 @@ fn main() -> ExitCode {
         }
     };
     let system = System::new(setup);
-    match cli.mode {
-        Mode::Explore => explore(&system, cli.port),
-        Mode::Check | Mode::Bugs | Mode::Simulate => check(&system, &cli),
+    match port {
+        Some(port) => explore(&system, port),
+        None => check(&system, &args),
     }
 }
 
@@ -253,7 +263,7 @@ fn explore(system: &System, port: u16) -> ExitCode {
 /// run exhaustive within its bounds. The first violation ends the suite at once, with its
 /// counterexample (the runs after it are not started); otherwise the summary says, per
 /// property, whether it held in all runs and where each interesting state was first reached.
-fn suite(cli: &Cli, which: checker::suite::Which) -> ExitCode {
+fn suite(cli: &CheckArgs, which: checker::suite::Which) -> ExitCode {
     let runs = checker::suite::runs(which);
     let mut reached: Vec<(&'static str, String)> = Vec::new();
     let mut names: Vec<(&'static str, bool)> = Vec::new();
@@ -262,7 +272,7 @@ fn suite(cli: &Cli, which: checker::suite::Which) -> ExitCode {
     for (k, (title, setup)) in runs.iter().enumerate() {
         println!("=== run {} of {}: {title}", k + 1, runs.len());
         let system = System::new(setup.clone());
-        let (outcome, ok) = check_one(&system, &Cli { stop_at_violation: true, ..cli.clone() });
+        let (outcome, ok) = check_one(&system, &CheckArgs { stop_at_violation: true, ..cli.clone() });
         if !ok {
             println!("\nstopped at the first violation: runs {} to {} were not started", k + 2, runs.len());
             return ExitCode::from(1);
@@ -304,7 +314,7 @@ fn suite(cli: &Cli, which: checker::suite::Which) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check(system: &System, cli: &Cli) -> ExitCode {
+fn check(system: &System, cli: &CheckArgs) -> ExitCode {
     let (outcome, ok) = check_one(system, cli);
     if !ok || !outcome.passed() {
         return ExitCode::from(1);
@@ -318,7 +328,7 @@ fn check(system: &System, cli: &Cli) -> ExitCode {
 
 /// Runs one configuration, prints its summary and any counterexample; `true` when no `always`
 /// property was violated.
-fn check_one(system: &System, cli: &Cli) -> (run::Outcome, bool) {
+fn check_one(system: &System, cli: &CheckArgs) -> (run::Outcome, bool) {
     let options = RunOptions {
         strategy: cli.strategy,
         threads: cli.threads,

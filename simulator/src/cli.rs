@@ -2,17 +2,14 @@
 //! and for each failure the reason, the last events and the replay command.
 
 use super::{all, find, run, seconds, Failure, Scenario, ScenarioOptions};
-use clap::Parser;
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Run the course's kvraft (and some Raft) tests in the deterministic simulator: virtual time,
 /// labrpc's fault model, the real core, every invariant after every step, linearizability at
 /// the end. The same seed replays the same run exactly.
-#[derive(Parser, Debug)]
-#[command(name = "checker simulate", bin_name = "checker simulate")]
-struct SimulateCli {
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
     /// Scenarios to run (repeat or separate with commas; default: all). `--list` names them.
     #[arg(long, value_delimiter = ',')]
     scenario: Vec<String>,
@@ -43,9 +40,8 @@ struct Row {
     ops: u64,
 }
 
-/// The entry point; `args` starts with "simulate".
-pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = SimulateCli::parse_from(args);
+/// The entry point of `checker simulate`.
+pub fn main(cli: SimulateArgs) -> ExitCode {
     if cli.list {
         for s in all() {
             println!("{:<68} {}", s.name, s.lab);
@@ -93,7 +89,7 @@ fn chosen(names: &[String]) -> Result<Vec<Scenario>, String> {
 
 /// Runs `scenario` for each of the command line's seeds, printing a line per run; failed runs
 /// are added to `failures`.
-fn run_seeds(scenario: &Scenario, cli: &SimulateCli, options: &ScenarioOptions, failures: &mut Vec<Failure>) -> Row {
+fn run_seeds(scenario: &Scenario, cli: &SimulateArgs, options: &ScenarioOptions, failures: &mut Vec<Failure>) -> Row {
     let mut row = Row::default();
     for seed in cli.seed..cli.seed.saturating_add(cli.seeds) {
         row.runs += 1;
