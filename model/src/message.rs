@@ -4,7 +4,7 @@
 //! Plain data like everything in [`crate::types`]: `Clone + Eq + Ord + Hash + Debug + serde`.
 
 use crate::snapshot::Snapshot;
-use crate::types::{ClientId, Entry, LogIndex, NodeId, Op, OpOutput, Seq, Term};
+use crate::types::{ClientId, Command, Entry, LogIndex, NodeId, OpOutput, Seq, Term};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -79,19 +79,9 @@ impl fmt::Display for PeerMsg {
     }
 }
 
-/// A clerk's request to a server.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ClientRequest {
-    pub client: ClientId,
-    pub seq: Seq,
-    pub op: Op,
-}
-
-impl fmt::Display for ClientRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{} {}", self.client, self.seq, self.op)
-    }
-}
+/// A clerk's request to a server: the command it asks the cluster to execute, as it will
+/// stand in the log, `(client, seq)` and all.
+pub type ClientRequest = Command;
 
 /// How a server answers a request.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
