@@ -220,7 +220,7 @@ impl Limits {
     }
 }
 
-/// Size limits of a data directory (see `storage.rs`).
+/// Size limits of a data directory (see `storage/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StorageLimits {
     /// The largest WAL record payload written (larger appends are split).
