@@ -58,6 +58,10 @@ pub struct Setup {
     /// Election timeouts allowed along one path, over all servers (`None`: only `max_term`
     /// bounds them).
     pub max_elections: Option<u32>,
+    /// The servers whose election timer may fire (`None`: every server). The others only
+    /// vote and follow: a bound that keeps a search to the elections it is about (Figure 8
+    /// needs two rival candidates and one voter).
+    pub candidates: Option<Vec<NodeId>>,
     /// States where a server's log is longer than this are not explored.
     pub max_log: u64,
     /// Clerks' retry timers may fire (otherwise a clerk retries only on `WrongLeader`).
@@ -90,6 +94,7 @@ impl Default for Setup {
             max_crashes: 1,
             max_term: 2,
             max_elections: None,
+            candidates: None,
             max_log: 3,
             clerk_timeouts: true,
             heartbeats: true,
@@ -116,6 +121,7 @@ impl Setup {
             max_crashes: 0,
             max_term: 1,
             max_elections: None,
+            candidates: None,
             max_log: 1,
             clerk_timeouts: false,
             heartbeats: false,
@@ -124,6 +130,11 @@ impl Setup {
             bug: None,
             reductions: Reductions::ALL,
         }
+    }
+
+    /// Whether server `id`'s election timer may fire (`candidates`).
+    pub fn may_stand(&self, id: NodeId) -> bool {
+        self.candidates.as_ref().is_none_or(|c| c.contains(&id))
     }
 
     pub fn server_ids(&self) -> Vec<NodeId> {
@@ -176,6 +187,11 @@ impl Setup {
         if self.max_raft_state == Some(0) {
             return Err("--max-raft-state must be at least 1 byte".into());
         }
+        if let Some(c) = &self.candidates {
+            if c.is_empty() || c.iter().any(|n| !(1..=self.servers).contains(&n.0)) {
+                return Err(format!("--candidates must name servers among 1..={} (got {c:?})", self.servers));
+            }
+        }
         if self.max_term == 0 {
             return Err("--max-term must be at least 1 (no leader can exist in term 0)".into());
         }
@@ -212,6 +228,10 @@ impl fmt::Display for Setup {
         write!(f, "bounds: terms <= {}, log length <= {}", self.max_term, self.max_log)?;
         if let Some(e) = self.max_elections {
             write!(f, ", election timeouts <= {e}")?;
+        }
+        if let Some(c) = &self.candidates {
+            let names: Vec<String> = c.iter().map(|n| format!("n{}", n.0)).collect();
+            write!(f, ", election timeouts only at {} (the others never stand)", names.join(", "))?;
         }
         if let Some(n) = self.max_entries_per_append {
             write!(f, "\nAppendEntries carry at most {n} entries")?;

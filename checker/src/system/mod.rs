@@ -251,7 +251,8 @@ impl System {
                 continue;
             }
             let elections_left = self.setup.max_elections.is_none_or(|m| s.elections < m);
-            if node.election_armed && elections_left && node.server.current_term().0 < self.setup.max_term {
+            let stands = elections_left && self.setup.may_stand(id);
+            if node.election_armed && stands && node.server.current_term().0 < self.setup.max_term {
                 actions.push(Action::Timeout(id, Timer::Election));
             }
             if self.setup.heartbeats && node.heartbeat_armed && (fold || !s.network.iter().any(|e| in_round(e, id))) {
