@@ -76,8 +76,15 @@ fn default_runs() -> Vec<(&'static str, Setup)> {
             },
         ),
         (
-            "3 servers, 2 clerks: an Append races a Get across a leader change (terms <= 2, 2 elections), FIFO links",
-            Setup { max_term: 2, max_elections: Some(2), delivery: Delivery::Fifo, ..base.clone() },
+            "3 servers, 2 clerks: an Append races a Get across a leader change (terms <= 2, 2 elections, n1 and n2 stand), FIFO links, loss",
+            Setup {
+                max_term: 2,
+                max_elections: Some(2),
+                candidates: Some(vec![NodeId(1), NodeId(2)]),
+                delivery: Delivery::Fifo,
+                lossy: true,
+                ..base.clone()
+            },
         ),
         ("3 servers, 2 clerks: an Append races a Get, messages reordered", base.clone()),
         (
