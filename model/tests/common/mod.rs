@@ -1,4 +1,5 @@
-//! Builders for the Figure-2 unit tests (`tests/figure2.rs`).
+//! Builders for the Figure-2 and session unit tests (`tests/figure2.rs`,
+//! `tests/figure2_receivers.rs`, `tests/sessions.rs`).
 //!
 //! Every server is made the way a real one is: `Server::restore` from a `Durable` (a term, a
 //! vote and a log built with `Log::push`), then driven into its role by `model::step`. Server 1
