@@ -1,33 +1,7 @@
-//! Injected faults, for tests that run the lab's scenarios on the real runtime: a [`Faults`]
-//! handle shared by every server of a cluster (and by the test that drives it), which the
-//! transport consults for each frame it receives, and the event loop at each flush.
-//!
-//! - *Unreliable mode* (labrpc's): each peer frame, and each client request and reply, is dropped
-//!   with a probability (10%), and each delivered request waits an extra delay (0..27 ms) on its
-//!   own thread, so delayed frames may overtake each other as labrpc's goroutines do.
-//! - *Partitions*: a set of disabled directed server→server links. A frame on a disabled link is
-//!   black-holed: the connection stays open and nothing reports an error, so the sender times out
-//!   as it would behind a real partition, instead of failing fast.
-//! - *Client cuts*: a (client id, server) pair whose requests and replies are black-holed, to
-//!   confine a clerk to part of the cluster (the lab's `makeClient(to)`) and widen it again.
-//! - *Power cuts*: a set of servers whose disk is gone. Such a server's event loop stops with
-//!   [`crate::ServerError::PowerCut`] at its next flush, before writing, sending or replying
-//!   anything of that batch: what is on disk is exactly what the last completed fsync covered, as
-//!   after a real power cut (which `kill -9` does not emulate: the OS page cache survives it).
-//!   The test then stops and restarts the server from its data directory.
-//!
-//! Frames are judged where they are received (a peer link's reader thread, a client connection's
-//! reader and writer), so the sender's queue and socket behave as with a real network. Each
-//! server draws from its own RNG seeded from the handle's seed and its id; thread scheduling
-//! still decides which frame draws first, so a run is reproducible only in distribution.
-//!
-//! Without faults the cost is one branch on an `Option` (no handle: what the CLI runs) or one
-//! atomic load (a handle with nothing configured), per frame and per flush.
-//!
-//! [`Faults::set_send_before_fsync`] is not a fault of the environment but a deliberately broken
-//! runtime (messages and replies leave before the fsync), which exists only so that the
-//! power-cut test (`impl/tests/crash.rs`) can show it catches that bug.
+//! The fault injector proper (the `faults` feature): a shared, mutable configuration that
+//! tests set and the runtime consults.
 
+use super::{Disk, Fate};
 use model::{ClientId, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -41,17 +15,6 @@ use std::time::Duration;
 pub const UNRELIABLE_DROP: f64 = 0.1;
 /// labrpc's unreliable mode: a request waits U[0, 27 ms) before delivery.
 pub const UNRELIABLE_DELAY_MAX: Duration = Duration::from_millis(27);
-
-/// What happens to one frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
-    Deliver,
-    /// Deliver after this long (on another thread: later frames are not held up).
-    Delay(Duration),
-    /// Black-hole it: no error, no closed connection.
-    Drop,
-}
-
 #[derive(Debug)]
 struct State {
     seed: u64,
@@ -275,35 +238,10 @@ impl Faults {
     }
 }
 
-/// What a flush does about the disk faults (see [`Faults::disk`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Disk {
-    /// Stop before writing, sending or replying anything of the batch.
-    pub power_cut: bool,
-    /// Send and reply before writing (deliberately broken; tests only).
-    pub send_before_fsync: bool,
-}
-
-/// Runs `deliver` now, later on its own thread, or never, as `fate` says.
-pub(crate) fn apply<F: FnOnce() + Send + 'static>(fate: Fate, deliver: F) {
-    match fate {
-        Fate::Deliver => deliver(),
-        Fate::Drop => {}
-        Fate::Delay(d) => {
-            let spawned = std::thread::Builder::new().name("delayed-frame".into()).spawn(move || {
-                std::thread::sleep(d);
-                deliver();
-            });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot delay a frame: dropped");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::{Disk, Fate};
 
     #[test]
     fn partitions_cut_across_groups_only() {
