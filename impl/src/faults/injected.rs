@@ -15,6 +15,7 @@ use std::time::Duration;
 pub const UNRELIABLE_DROP: f64 = 0.1;
 /// labrpc's unreliable mode: a request waits U[0, 27 ms) before delivery.
 pub const UNRELIABLE_DELAY_MAX: Duration = Duration::from_millis(27);
+
 #[derive(Debug)]
 struct State {
     seed: u64,

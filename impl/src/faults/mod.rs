@@ -27,7 +27,7 @@
 //! flush. With the feature, a handle without faults costs one branch on an `Option` (no
 //! handle) or one atomic load (a handle with nothing configured), per frame and per flush.
 //!
-//! [`Faults::set_send_before_fsync`] is not a fault of the environment but a deliberately broken
+//! `Faults::set_send_before_fsync` (with the feature) is not a fault of the environment but a deliberately broken
 //! runtime (messages and replies leave before the fsync), which exists only so that the
 //! power-cut test (`impl/tests/crash.rs`) can show it catches that bug.
 
