@@ -186,6 +186,28 @@ mod tests {
         assert!(runs(Which::Deep).iter().any(|(_, s)| *s == setup));
     }
 
+    /// `--candidates` reaches the actions: from the initial state only the named servers may
+    /// time out for an election; without it, every server may.
+    #[test]
+    fn only_candidates_get_an_election_timeout() {
+        let standing = |setup: Setup| {
+            let system = crate::System::new(setup);
+            let mut actions = Vec::new();
+            system.actions(&system.initial_state(), &mut actions);
+            let mut ids: Vec<u32> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    crate::system::Action::Timeout(n, model::Timer::Election) => Some(n.0),
+                    _ => None,
+                })
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(standing(figure8().1), [1, 3]);
+        assert_eq!(standing(Setup { candidates: None, ..figure8().1 }), [1, 2, 3]);
+    }
+
     #[test]
     fn candidates_must_be_servers_of_the_cluster() {
         let bad = Setup { candidates: Some(vec![NodeId(4)]), ..Setup::quiet(3, 1, 1) };
