@@ -168,23 +168,13 @@ impl CheckArgs {
     }
 }
 
-/// Output piped into a reader that stops early (`checker bugs | head`) ends the process quietly,
-/// as a closed pipe ends other command-line tools, instead of with a panic and a backtrace
-/// (Rust ignores SIGPIPE, so `println!` panics when the pipe closes).
-fn quiet_on_closed_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload().downcast_ref::<String>().map(String::as_str);
-        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("os error 32")) {
-            std::process::exit(141); // what a shell reports for a process that SIGPIPE ended
-        }
-        default(info);
-    }));
-}
-
 fn main() -> ExitCode {
-    quiet_on_closed_pipe();
     let cli = Cli::parse();
+    if !matches!(cli.command, Some(Command::Explore { .. })) {
+        // `checker | head` ends quietly when the pipe closes, as Unix tools do, instead of
+        // panicking in `println!`. The explorer, a web server, keeps Rust's default.
+        sigpipe::reset();
+    }
     let (args, port) = match cli.command {
         Some(Command::Simulate(args)) => return simulator::cli::main(args),
         Some(Command::Bugs { bug }) => return bug_zoo(bug),

@@ -209,7 +209,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Server(_) | Command::Local(_) => "info",
-        _ => "warn",
+        _ => {
+            // A one-shot command piped into `head` ends quietly when the pipe closes, as Unix
+            // tools do, instead of panicking in `println!`. (Servers keep Rust's default, where
+            // a closed pipe is an error to handle; every socket write passes MSG_NOSIGNAL.)
+            sigpipe::reset();
+            "warn"
+        }
     };
     init_logging(cli.log.as_deref(), default_log);
     let result = match cli.command {

@@ -66,7 +66,7 @@ impl Cluster {
 
     /// Steps server `id`, queues what it sends, and checks the bounds on its durable state.
     fn step_server(&mut self, id: NodeId, input: Input) {
-        let (server, out) = step(&self.servers[&id], input);
+        let (server, mut out) = step(&self.servers[&id], input);
         let taken = out.notes.iter().filter(|n| matches!(n, Note::SnapshotTaken { .. })).count();
         *self.snapshots_taken.get_mut(&id).expect("a member") += taken;
         let raft_state = server.durable.raft_state_size();
@@ -76,23 +76,13 @@ impl Cluster {
         self.max_raft_state_seen = self.max_raft_state_seen.max(raft_state);
         self.max_snapshot_seen = self.max_snapshot_seen.max(snapshot);
         self.servers.insert(id, server);
-        let from = Endpoint::Server(id);
-        for (to, msg) in out.send {
-            self.network.push_back(Envelope { from, to: Endpoint::Server(to), wire: Wire::Peer(msg) });
-        }
-        for reply in out.reply {
-            let to = Endpoint::Clerk(reply.client);
-            self.network.push_back(Envelope { from, to, wire: Wire::Reply(reply) });
-        }
+        self.network.extend(Envelope::from_server(id, &mut out));
     }
 
     fn step_clerk(&mut self, input: ClerkInput) {
-        let (clerk, out) = clerk_step(&self.clerk, input);
+        let (clerk, mut out) = clerk_step(&self.clerk, input);
         self.clerk = clerk;
-        if let Some((to, request)) = out.send {
-            let (from, to) = (Endpoint::Clerk(self.clerk.id), Endpoint::Server(to));
-            self.network.push_back(Envelope { from, to, wire: Wire::Request(request) });
-        }
+        self.network.extend(Envelope::from_clerk(self.clerk.id, &mut out));
         if out.done.is_some() {
             self.done = out.done;
         }

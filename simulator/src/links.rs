@@ -24,10 +24,7 @@ use model::{Endpoint, PeerMsg, Wire};
 use rand::Rng;
 use std::collections::BTreeSet;
 
-/// labrpc's unreliable pre-delivery delay bound: U[0, 27) ms.
-pub const UNRELIABLE_DELAY: Micros = 27_000;
-/// labrpc's unreliable loss probability, for requests and for replies.
-pub const UNRELIABLE_DROP: f64 = 0.1;
+use specs::labrpc::{UNRELIABLE_DELAY_MAX_MICROS as UNRELIABLE_DELAY, UNRELIABLE_DROP};
 
 /// The fault parameters of one scenario.
 #[derive(Clone, Debug, PartialEq)]

@@ -24,6 +24,7 @@ pub mod election_safety;
 pub mod ghost;
 pub mod kv_spec;
 pub mod lab_appends;
+pub mod labrpc;
 pub mod leader_completeness;
 pub mod linearizability;
 pub mod log_matching;

@@ -11,8 +11,8 @@
 
 use crate::setup::{Delivery, Setup};
 use model::{
-    clerk_step, step, Clerk, ClerkInput, ClerkOutput, ClientId, Config, Durable, Endpoint, Envelope, Input, LogIndex,
-    NodeId, Note, Op, OpOutput, Output, PeerMsg, Server, Timer, TimerCommand, Wire,
+    clerk_step, step, Clerk, ClerkInput, ClientId, Config, Durable, Endpoint, Envelope, Input, LogIndex, NodeId, Note,
+    Op, OpOutput, Output, PeerMsg, Server, Timer, TimerCommand, Wire,
 };
 use specs::{Ghost, History, Summary};
 use std::fmt::{self, Write as _};
@@ -384,7 +384,7 @@ impl System {
         if let Some(t) = trace {
             let _ = writeln!(t, "server {} <- {input}", n.0);
         }
-        let (after, out) = step(&node.server, input);
+        let (after, mut out) = step(&node.server, input);
         if let Some(t) = trace {
             let _ = write!(t, "{out}");
             let _ = writeln!(t, "  now: {after}");
@@ -398,12 +398,8 @@ impl System {
         }
         node.server = after;
         arm(node, &out);
-        let Output { send, reply, .. } = out;
-        for (to, msg) in send {
-            self.send(s, Endpoint::Server(n), Endpoint::Server(to), Wire::Peer(msg));
-        }
-        for reply in reply {
-            self.send(s, Endpoint::Server(n), Endpoint::Clerk(reply.client), Wire::Reply(reply));
+        for e in Envelope::from_server(n, &mut out) {
+            self.send(s, e);
         }
     }
 
@@ -412,23 +408,22 @@ impl System {
         if let Some(t) = trace {
             let _ = writeln!(t, "clerk c{} <- {input}", c.0);
         }
-        let (clerk, out) = clerk_step(&slot.clerk, input);
+        let (clerk, mut out) = clerk_step(&slot.clerk, input);
         if let Some(t) = trace {
             let _ = writeln!(t, "  {out}");
         }
         slot.clerk = clerk;
-        let ClerkOutput { send, done, retry_timer, .. } = out;
-        if let Some(armed) = retry_timer {
+        if let Some(armed) = out.retry_timer {
             slot.retry_armed = armed;
         }
-        if let Some(output) = done {
+        if let Some(output) = out.done.take() {
             if let OpOutput::Value(v) = &output {
                 s.get_saw_append |= self.appended_values().iter().any(|a| v.contains(a.as_str()));
             }
             s.clients.complete(c, output);
         }
-        if let Some((to, request)) = send {
-            self.send(s, Endpoint::Clerk(c), Endpoint::Server(to), Wire::Request(request));
+        if let Some(e) = Envelope::from_clerk(c, &mut out) {
+            self.send(s, e);
         }
     }
 
@@ -443,8 +438,7 @@ impl System {
         .collect()
     }
 
-    fn send(&self, s: &mut SysState, from: Endpoint, to: Endpoint, wire: Wire) {
-        let e = Envelope { from, to, wire };
+    fn send(&self, s: &mut SysState, e: Envelope) {
         match self.setup.delivery {
             Delivery::Fifo => {
                 // Grouped by link, each link in send order: only per-link order matters, and

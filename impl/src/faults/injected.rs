@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// labrpc's unreliable mode: drop probability of a request, and of a reply.
-pub const UNRELIABLE_DROP: f64 = 0.1;
+pub use specs::labrpc::UNRELIABLE_DROP;
 /// labrpc's unreliable mode: a request waits U[0, 27 ms) before delivery.
-pub const UNRELIABLE_DELAY_MAX: Duration = Duration::from_millis(27);
+pub const UNRELIABLE_DELAY_MAX: Duration = Duration::from_micros(specs::labrpc::UNRELIABLE_DELAY_MAX_MICROS);
 
 #[derive(Debug)]
 struct State {

@@ -73,19 +73,13 @@ impl Cluster {
             return;
         };
         let _ = writeln!(text, "{} {input}", id.0);
-        let (after, out) = step(&before, input);
+        let (after, mut out) = step(&before, input);
         if let Err(v) = specs::applied_monotonic(&before, &after) {
             panic!("invariant violated: {v}\ntranscript so far:\n{text}");
         }
         self.ghost.observe_step(&before, &after, &out);
         text.push_str(&out.to_string());
-        for (to, msg) in out.send {
-            self.network.push(Envelope { from: End::Server(id), to: End::Server(to), wire: Wire::Peer(msg) });
-        }
-        for reply in out.reply {
-            let to = End::Clerk(reply.client);
-            self.network.push(Envelope { from: End::Server(id), to, wire: Wire::Reply(reply) });
-        }
+        self.network.extend(Envelope::from_server(id, &mut out));
         self.servers.insert(id, after);
         self.check(text);
     }
@@ -95,14 +89,12 @@ impl Cluster {
         let clerk = self.clerks.entry(id).or_insert_with(|| Clerk::new(id, &self.members));
         let _ = writeln!(text, "c{} {input}", id.0);
         let pending = clerk.pending.clone();
-        let (next, out) = clerk_step(clerk, input);
+        let (next, mut out) = clerk_step(clerk, input);
         let _ = writeln!(text, "  {out}");
         if let (Some(op), Some(output)) = (pending, out.done.clone()) {
             self.completed.push((id, op, output));
         }
-        if let Some((to, req)) = out.send {
-            self.network.push(Envelope { from: End::Clerk(id), to: End::Server(to), wire: Wire::Request(req) });
-        }
+        self.network.extend(Envelope::from_clerk(id, &mut out));
         *clerk = next;
     }
 

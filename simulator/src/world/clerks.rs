@@ -4,7 +4,7 @@
 use super::{clerk_id, node_id, Recorded, Scheduled, Sim, SimClerk, SimResult, TimerSlot};
 use crate::trace::Event;
 use crate::workload::ClientLoop;
-use model::{clerk_step, Clerk, ClerkInput, ClientId, Endpoint, NodeId, Op, OpOutput, Wire};
+use model::{clerk_step, Clerk, ClerkInput, ClientId, Envelope, NodeId, Op, OpOutput};
 use rand::seq::SliceRandom;
 use specs::{TimedOp, Verdict};
 
@@ -150,7 +150,7 @@ impl Sim {
         if self.verbose {
             println!("{}", Event::Clerk { at: self.now, clerk: id, input: input.clone() });
         }
-        let (clerk, out) = clerk_step(&self.clerks[c].clerk, input);
+        let (clerk, mut out) = clerk_step(&self.clerks[c].clerk, input);
         self.hash.record(&out);
         if self.verbose {
             println!("  {out}");
@@ -166,8 +166,8 @@ impl Sim {
             Some(false) => self.clerks[c].retry.cancel(),
             None => {}
         }
-        if let Some((to, request)) = out.send {
-            self.send(Endpoint::Clerk(id), Endpoint::Server(to), Wire::Request(request));
+        if let Some(e) = Envelope::from_clerk(id, &mut out) {
+            self.send(e);
         }
         if let Some(output) = out.done {
             self.complete(c, output)?;

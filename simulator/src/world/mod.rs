@@ -423,7 +423,8 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: Endpoint, to: Endpoint, wire: Wire) {
+    fn send(&mut self, envelope: Envelope) {
+        let Envelope { from, to, wire } = envelope;
         self.stats.sent += 1;
         if let Wire::Peer(msg) = &wire {
             let bytes = model::log::encoded_size(msg);
@@ -521,7 +522,7 @@ impl Sim {
         if self.verbose {
             println!("{}", Event::Server { at: self.now, node: id, input: input.clone() });
         }
-        let (after, out) = step(&self.servers[n], input);
+        let (after, mut out) = step(&self.servers[n], input);
         self.hash.record(&out);
         if self.verbose {
             print!("{out}");
@@ -564,11 +565,8 @@ impl Sim {
         if snapshot_changed {
             self.maybe_check_snapshot(n)?;
         }
-        for (to, msg) in out.send {
-            self.send(Endpoint::Server(id), Endpoint::Server(to), Wire::Peer(msg));
-        }
-        for reply in out.reply {
-            self.send(Endpoint::Server(id), Endpoint::Clerk(reply.client), Wire::Reply(reply));
+        for e in Envelope::from_server(id, &mut out) {
+            self.send(e);
         }
         self.apply_timers(n, &out.timers);
         if self.stats.server_steps >= self.next_full_check {
