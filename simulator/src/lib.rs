@@ -8,7 +8,7 @@
 //!   `model::clerk_step`, crashes, links, invariants after every step, the history).
 //! - [`links`]: labrpc's fault model for messages.
 //! - [`workload`]: the course's client loops and append checks.
-//! - [`kv`], [`raft`], [`raft_concurrent`], [`raft_snap`]: the scenarios; [`scenarios`] lists them.
+//! - [`kv`], [`raft`], [`raft_concurrent`], [`raft_persist`], [`raft_snap`]: the scenarios; [`scenarios`] lists them.
 //! - [`cli`]: `checker simulate` (the checker's binary hands its arguments to [`cli::main`]).
 //!
 //! A run ends with a full invariant check and the linearizability check of its whole history
@@ -45,6 +45,7 @@ pub mod kv;
 pub mod links;
 pub mod raft;
 pub mod raft_concurrent;
+pub mod raft_persist;
 pub mod raft_snap;
 pub mod scenarios;
 pub mod trace;

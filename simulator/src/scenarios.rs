@@ -5,6 +5,7 @@
 use super::kv::{self, Generic};
 use super::raft;
 use super::raft_concurrent;
+use super::raft_persist;
 use super::raft_snap;
 use super::world::{Sim, SimConfig, SimResult};
 use super::LINEARIZABILITY_BUDGET;
@@ -170,11 +171,11 @@ pub fn all() -> Vec<Scenario> {
         special("rejoin_2b", "TestRejoin2B", Suite::Raft, raft::three, raft::rejoin),
         special("backup_2b", "TestBackup2B", Suite::Raft, raft::five, raft::backup),
         special("count_2b", "TestCount2B", Suite::Raft, raft::three, raft::count),
-        special("persist1_2c", "TestPersist12C", Suite::Raft, raft::three, raft::persist1),
-        special("persist2_2c", "TestPersist22C", Suite::Raft, raft::five, raft::persist2),
-        special("persist3_2c", "TestPersist32C", Suite::Raft, raft::three, raft::persist3),
-        special("figure8_2c", "TestFigure82C", Suite::Raft, raft::five, raft::figure8),
-        special("figure8_unreliable_2c", "TestFigure8Unreliable2C", Suite::Raft, raft::five_unreliable, raft::figure8_unreliable),
+        special("persist1_2c", "TestPersist12C", Suite::Raft, raft::three, raft_persist::persist1),
+        special("persist2_2c", "TestPersist22C", Suite::Raft, raft::five, raft_persist::persist2),
+        special("persist3_2c", "TestPersist32C", Suite::Raft, raft::three, raft_persist::persist3),
+        special("figure8_2c", "TestFigure82C", Suite::Raft, raft::five, raft_persist::figure8),
+        special("figure8_unreliable_2c", "TestFigure8Unreliable2C", Suite::Raft, raft::five_unreliable, raft_persist::figure8_unreliable),
         special("follower_failure_2b", "TestFollowerFailure2B", Suite::Raft, raft::three, raft::follower_failure),
         special("leader_failure_2b", "TestLeaderFailure2B", Suite::Raft, raft::three, raft::leader_failure),
         special("concurrent_starts_2b", "TestConcurrentStarts2B", Suite::Raft, raft::three, raft_concurrent::concurrent_starts),

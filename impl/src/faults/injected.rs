@@ -183,7 +183,7 @@ impl Faults {
         });
     }
 
-    /// **Deliberately broken, for `impl/tests/crash.rs` only.** When on, every server's flush
+    /// **Deliberately broken, for `impl/tests/crash/` only.** When on, every server's flush
     /// sends its batch's messages and client replies *before* writing and fsyncing the batch:
     /// the classic "acknowledge before durability" bug, which breaks the core's Output contract
     /// (`model::io`). A power cut then loses writes that were already acknowledged, to clients

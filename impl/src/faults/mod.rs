@@ -29,7 +29,7 @@
 //!
 //! `Faults::set_send_before_fsync` (with the feature) is not a fault of the environment but a deliberately broken
 //! runtime (messages and replies leave before the fsync), which exists only so that the
-//! power-cut test (`impl/tests/crash.rs`) can show it catches that bug.
+//! power-cut test (`impl/tests/crash/`) can show it catches that bug.
 
 #[cfg(not(feature = "faults"))]
 use model::{ClientId, NodeId};

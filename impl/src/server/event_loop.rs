@@ -346,7 +346,7 @@ impl EventLoop {
     fn flush(&mut self) -> Result<(), ServerError> {
         let disk = self.faults.disk(self.server.id());
         if disk.send_before_fsync {
-            self.deliver(); // the deliberately broken order (impl/tests/crash.rs only)
+            self.deliver(); // the deliberately broken order (impl/tests/crash/ only)
         }
         if disk.power_cut {
             return Err(ServerError::PowerCut);
