@@ -2,7 +2,7 @@
 //! operation count; reports throughput and latency percentiles, and can record the history.
 
 use crate::clerk::{Clerk, ClerkConfig};
-use crate::history::{self, Clock, HistoryOp};
+use crate::history::{self, Clock, TimedOp};
 use model::Op;
 use rand::Rng;
 use std::fmt;
@@ -87,7 +87,7 @@ pub struct BenchReport {
     pub elapsed: Duration,
     /// Latencies of completed operations, sorted, in nanoseconds.
     pub latencies: Vec<u64>,
-    pub history: Vec<HistoryOp>,
+    pub history: Vec<TimedOp>,
 }
 
 impl BenchReport {
@@ -151,7 +151,7 @@ struct Worker {
     completed: u64,
     failed: u64,
     latencies: Vec<u64>,
-    history: Vec<HistoryOp>,
+    history: Vec<TimedOp>,
 }
 
 /// Runs the load and returns what it measured.

@@ -252,7 +252,7 @@ pub fn unreliable_one_key(sim: &mut Sim) -> SimResult<()> {
 /// # Errors
 /// The first pair of appends `v` orders against real time, or a token missing or extra.
 pub fn appends_linearizable(sim: &Sim, key: &str, v: &str) -> SimResult<()> {
-    specs::appends_in_order(&sim.timed_ops(), key, v)
+    specs::appends_in_order(sim.timed_ops(), key, v)
 }
 
 pub fn one_partition_config() -> SimConfig {

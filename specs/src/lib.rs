@@ -22,6 +22,7 @@ pub mod at_most_once;
 pub mod commit_bounds;
 pub mod election_safety;
 pub mod ghost;
+pub mod history_line;
 pub mod kv_spec;
 pub mod lab_appends;
 pub mod labrpc;

@@ -137,31 +137,7 @@ fn the_bench_history_is_linearizable() {
     let path = dir.path().join("history.jsonl");
     history::write_jsonl(std::fs::File::create(&path).unwrap(), &report.history).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    let parsed: Vec<HistoryOp> = text.lines().map(parse_history_line).collect();
+    let parsed: Vec<TimedOp> = text.lines().map(|l| TimedOp::from_line(l).unwrap()).collect();
     assert_eq!(parsed.len(), 300);
     assert_linearizable(&parsed);
-}
-
-/// Reads one line of docs/history-format.md's format (strictly enough for what we write).
-fn parse_history_line(line: &str) -> HistoryOp {
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    let s = |f: &str| v[f].as_str().map(str::to_string);
-    let key = s("key").unwrap();
-    let op = match v["op"].as_str().unwrap() {
-        "get" => {
-            assert!(v.get("value").is_none());
-            Op::Get { key }
-        }
-        "put" => Op::Put { key, value: s("value").unwrap() },
-        "append" => Op::Append { key, value: s("value").unwrap() },
-        other => panic!("op {other}"),
-    };
-    assert!(v.get("return").is_some(), "return must be present: {line}");
-    HistoryOp {
-        client: v["client"].as_u64().unwrap(),
-        op,
-        output: s("output"),
-        call: v["call"].as_i64().unwrap(),
-        ret: v["return"].as_i64(),
-    }
 }

@@ -8,7 +8,7 @@
 
 use kvraft::bench::{self, BenchConfig, Mix, Stop};
 use kvraft::frame::{self, DialError, Dialer, Hello};
-use kvraft::history::{self, Clock, HistoryOp};
+use kvraft::history::{self, Clock, TimedOp};
 use kvraft::storage::{self, Identity, Storage, StorageError, RECORD_HEADER_LEN};
 use kvraft::{Clerk, LocalCluster, LocalOptions, ServerConfig, ServerError};
 use model::{NodeId, Op};
@@ -55,12 +55,8 @@ fn wal_path(cluster: &LocalCluster, id: NodeId) -> PathBuf {
     cluster.data_dir(id).join("wal-00000000000000000001.log")
 }
 
-fn to_timed(ops: &[HistoryOp]) -> Vec<specs::TimedOp> {
-    common::to_timed(ops)
-}
-
-fn assert_linearizable(ops: &[HistoryOp]) {
-    let verdict = specs::check_timed(&to_timed(ops), 5_000_000);
+fn assert_linearizable(ops: &[TimedOp]) {
+    let verdict = specs::check_timed(ops, 5_000_000);
     assert!(verdict.is_linearizable(), "{verdict}");
 }
 
@@ -120,7 +116,7 @@ fn the_workload_survives_the_leaders_death() {
         .collect();
     wait_until("a third of the workload is done", LONG, || done.load(Ordering::SeqCst) >= 40);
     cluster.stop_server(leader).expect("the leader stops cleanly");
-    let ops: Vec<HistoryOp> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    let ops: Vec<TimedOp> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
     assert_eq!(ops.len(), 120);
     let new_leader = cluster.wait_for_leader(LONG).expect("a new leader");
     assert_ne!(new_leader, leader);

@@ -15,16 +15,3 @@ pub fn serial(default: &str) -> MutexGuard<'static, ()> {
         .try_init();
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// A recorded history in the form `specs`' linearizability checker takes.
-pub fn to_timed(ops: &[kvraft::history::HistoryOp]) -> Vec<specs::TimedOp> {
-    ops.iter()
-        .map(|o| specs::TimedOp {
-            client: o.client,
-            op: o.op.clone(),
-            output: o.output.clone().map(model::OpOutput::Value),
-            call: o.call,
-            ret: o.ret,
-        })
-        .collect()
-}

@@ -25,7 +25,7 @@
 //! two files are edited in parallel); a later change may move both into `tests/common`.
 
 use kvraft::config::{self, ClusterMap};
-use kvraft::history::{self, Clock, HistoryOp};
+use kvraft::history::{self, Clock, TimedOp};
 use kvraft::{Clerk, ClerkConfig, Faults, LocalCluster, LocalOptions, ServerError};
 use model::{NodeId, Op, OpOutput};
 use rand::rngs::StdRng;
@@ -103,7 +103,7 @@ fn lines(problems: &[Problem]) -> String {
 #[derive(Clone)]
 struct Recorded {
     clock: Clock,
-    ops: Arc<Mutex<Vec<HistoryOp>>>,
+    ops: Arc<Mutex<Vec<TimedOp>>>,
     /// Wrong gets and clerk errors, in the order the clients saw them.
     problems: Arc<Mutex<Vec<Problem>>>,
 }
@@ -142,7 +142,7 @@ impl Recorded {
     /// The lab's porcupine check; an exhausted search budget passes with a note.
     fn check_linearizable(&self, test: &str) -> Result<(), Problem> {
         let ops = lock(&self.ops);
-        match specs::check_timed(&common::to_timed(&ops), 5_000_000) {
+        match specs::check_timed(&ops, 5_000_000) {
             specs::Verdict::Linearizable => {}
             unknown @ specs::Verdict::Unknown { .. } => eprintln!("{test}: linearizability unknown: {unknown}"),
             bad => return Err(Problem::safety(format!("history of {} operations not linearizable: {bad}", ops.len()))),

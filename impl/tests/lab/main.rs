@@ -27,7 +27,7 @@
 //!
 //! The tests run one at a time.
 
-use kvraft::history::{self, Clock, HistoryOp};
+use kvraft::history::{self, Clock, TimedOp};
 use kvraft::{Clerk, Faults, LocalCluster, LocalOptions, Status};
 use model::{NodeId, Op, OpOutput};
 use rand::rngs::StdRng;
@@ -74,7 +74,7 @@ fn clerk(cluster: &LocalCluster) -> Clerk {
 #[derive(Clone)]
 struct Recorder {
     clock: Clock,
-    ops: Arc<Mutex<Vec<HistoryOp>>>,
+    ops: Arc<Mutex<Vec<TimedOp>>>,
 }
 
 impl Recorder {
@@ -107,8 +107,7 @@ impl Recorder {
     /// The lab's porcupine check: a non-linearizable history fails, an exhausted budget passes.
     fn check_linearizable(&self, test: &str) {
         let ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
-        let timed = common::to_timed(&ops);
-        match specs::check_timed(&timed, 5_000_000) {
+        match specs::check_timed(&ops, 5_000_000) {
             specs::Verdict::Linearizable => {
                 eprintln!("{test}: {} operations, linearizable", ops.len())
             }
@@ -130,8 +129,8 @@ impl Recorder {
 /// `specs::check_timed` searches for the same order, but here it has nothing to prune with
 /// (appends always succeed and only the gets constrain their order), and 50 overlapping
 /// appends exhaust any budget.
-fn check_appends_linearizable(ops: &[HistoryOp], key: &str) {
-    let on_key: Vec<specs::TimedOp> = common::to_timed(ops).into_iter().filter(|o| o.op.key() == key).collect();
+fn check_appends_linearizable(ops: &[TimedOp], key: &str) {
+    let on_key: Vec<TimedOp> = ops.iter().filter(|o| o.op.key() == key).cloned().collect();
     let appends = on_key.iter().filter(|o| matches!(o.op, Op::Append { .. }));
     let first_call = appends.clone().map(|o| o.call).min().unwrap_or(i64::MAX);
     let last_ret = appends.map(|o| o.ret.expect("every append returned")).max().unwrap_or(i64::MIN);

@@ -1,7 +1,7 @@
 //! Clerks: creating them, invoking operations (recorded in the history), the course's blocking
 //! `Put`/`Get`/`check`, client loops, and the clerk's steps through `model::clerk_step`.
 
-use super::{clerk_id, node_id, Recorded, Scheduled, Sim, SimClerk, SimResult, TimerSlot};
+use super::{clerk_id, node_id, Scheduled, Sim, SimClerk, SimResult, TimerSlot};
 use crate::trace::Event;
 use crate::workload::ClientLoop;
 use model::{clerk_step, Clerk, ClerkInput, ClientId, Envelope, NodeId, Op, OpOutput};
@@ -41,16 +41,8 @@ impl Sim {
         if self.clerks[c].in_flight.is_some() {
             return Err(format!("scenario error: clerk {} invoked while busy", clerk_id(c)));
         }
-        let call_tick = self.next_tick();
-        self.history.push(Recorded {
-            client: clerk_id(c),
-            op: op.clone(),
-            output: None,
-            call: self.now,
-            ret: None,
-            call_tick,
-            ret_tick: None,
-        });
+        let call = self.next_tick();
+        self.history.push(TimedOp { client: clerk_id(c).0, op: op.clone(), output: None, call, ret: None });
         let slot = &mut self.clerks[c];
         slot.in_flight = Some(self.history.len() - 1);
         slot.last_output = None;
@@ -177,11 +169,10 @@ impl Sim {
 
     fn complete(&mut self, c: usize, output: OpOutput) -> SimResult<()> {
         let k = self.clerks[c].in_flight.take().expect("a completed operation was invoked");
-        let ret_tick = self.next_tick();
+        let ret = self.next_tick();
         let record = &mut self.history[k];
         record.output = Some(output.clone());
-        record.ret = Some(self.now);
-        record.ret_tick = Some(ret_tick);
+        record.ret = Some(ret);
         let op = record.op.clone();
         self.stats.ops += 1;
         self.clerks[c].last_output = Some(output.clone());
@@ -198,21 +189,12 @@ impl Sim {
 
     /// The history in docs/history-format.md's terms, with ticks (the total order of
     /// invocations and returns) as times.
-    pub fn timed_ops(&self) -> Vec<TimedOp> {
-        self.history
-            .iter()
-            .map(|r| TimedOp {
-                client: r.client.0,
-                op: r.op.clone(),
-                output: r.output.clone(),
-                call: r.call_tick,
-                ret: r.ret_tick,
-            })
-            .collect()
+    pub fn timed_ops(&self) -> &[TimedOp] {
+        &self.history
     }
 
     /// The verdict on the whole history, per key, at most `budget` search steps per key.
     pub fn linearizability(&self, budget: u64) -> Verdict {
-        specs::check_timed(&self.timed_ops(), budget)
+        specs::check_timed(self.timed_ops(), budget)
     }
 }

@@ -24,11 +24,11 @@ use super::workload::ClientLoop;
 use super::{Micros, MS};
 use model::{
     step, Bug, Clerk, ClerkInput, ClientId, Config, DurableChange, Endpoint, Envelope, Input, LogIndex, NodeId, Note,
-    Op, OpOutput, Server, Timer, TimerCommand,
+    OpOutput, Server, Timer, TimerCommand,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use specs::Ghost;
+use specs::{Ghost, TimedOp};
 use std::collections::{BTreeMap, BinaryHeap};
 
 mod clerks;
@@ -119,22 +119,6 @@ pub struct Stats {
     pub max_snapshot: u64,
 }
 
-/// One recorded clerk operation.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub client: ClientId,
-    pub op: Op,
-    pub output: Option<OpOutput>,
-    /// Virtual times.
-    pub call: Micros,
-    pub ret: Option<Micros>,
-    /// Positions in the total order of invocations and returns: strictly increasing, and
-    /// consistent with virtual time, so "returned before called" is exact even for events at
-    /// the same microsecond.
-    pub call_tick: i64,
-    pub ret_tick: Option<i64>,
-}
-
 #[derive(Clone, Debug, Default)]
 struct NodeMeta {
     up: bool,
@@ -181,7 +165,10 @@ pub struct Sim {
     /// The latest arrival time scheduled on each link (for FIFO links).
     link_last: BTreeMap<(Endpoint, Endpoint), Micros>,
     ghost: Ghost,
-    history: Vec<Recorded>,
+    /// Every clerk operation, its times the ticks: positions in the total order of invocations
+    /// and returns, strictly increasing and consistent with virtual time, so that "returned
+    /// before called" is exact even for events at the same microsecond.
+    history: Vec<TimedOp>,
     tick: i64,
     hash: TraceHash,
     recent: Recent,
@@ -296,10 +283,6 @@ impl Sim {
 
     pub fn recent_events(&self) -> Vec<String> {
         self.recent.render()
-    }
-
-    pub fn history(&self) -> &[Recorded] {
-        &self.history
     }
 
     /// The scenario's randomness (the partitioner's coin flips, ...), from the same stream.
