@@ -129,8 +129,9 @@ struct CheckArgs {
     #[arg(long)]
     unreduced: bool,
     /// Run a suite of configurations instead of one: `default` (what `checker` alone runs, a
-    /// few minutes), `deep` (up to an hour on 2 cores) or `figure8` (Raft's Figure 8 in four
-    /// terms, under a minute). The configuration options are then
+    /// few minutes), `deep` (long: four of its six runs do not end within 10 minutes each, so
+    /// give it a `--timeout` per run; docs/checker.md has the sizes) or `figure8` (Raft's
+    /// Figure 8 in four terms, under a minute). The configuration options are then
     /// ignored; strategy, threads, depth, timeout, seed and symmetry apply to every run.
     #[arg(long, value_enum)]
     suite: Option<checker::suite::Which>,
